@@ -1,0 +1,82 @@
+// Tensor checks and geometry shared by the CPU and CUDA binding translation units (the only
+// places that include torch headers).
+#pragma once
+#include <torch/library.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include "hypir_kernels/launch.h"
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace hk {
+
+// A CPU output tensor whose large interior is backed by transparent huge pages where the kernel
+// allows it (THP "madvise" mode is the common default). A fresh multi-MB output otherwise costs
+// one page fault per 4 KiB on first write, which is a large part of a streaming kernel's time.
+inline at::Tensor empty_cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  auto out = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t end = begin + out.nbytes();
+  const uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1), hi = end & ~(kHuge - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advisory only
+#endif
+  return out;
+}
+
+inline DType to_dtype(const at::Tensor& t, const char* name) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return kFloat32;
+    case at::kDouble: return kFloat64;
+    case at::kHalf: return kFloat16;
+    case at::kBFloat16: return kBFloat16;
+    default:
+      TORCH_CHECK_VALUE(false, name, ": expected float32, float64, float16 or bfloat16, got ",
+                        t.scalar_type());
+  }
+}
+
+inline void check_axis(const at::Tensor& o, const char* name, int64_t tile, int64_t extent) {
+  TORCH_CHECK_VALUE(o.dim() == 1 && o.scalar_type() == at::kLong && o.device().is_cpu() &&
+                        o.is_contiguous() && o.numel() >= 1,
+                    name, ": expected a non-empty contiguous 1-D int64 CPU tensor");
+  const int64_t* p = o.data_ptr<int64_t>();
+  for (int64_t i = 0; i < o.numel(); ++i) {
+    TORCH_CHECK_VALUE(p[i] >= 0 && p[i] < extent, name, ": origin ", p[i], " outside [0, ",
+                      extent, ")");
+    TORCH_CHECK_VALUE(i == 0 || p[i] > p[i - 1], name, ": origins must be strictly increasing");
+    // Coverage: the gap to the next tile (or to the far edge) must not exceed the tile size.
+    const int64_t next = i + 1 < o.numel() ? p[i + 1] : extent;
+    TORCH_CHECK_VALUE(next - p[i] <= tile, name, ": pixels between ", p[i] + tile, " and ", next,
+                      " are covered by no tile");
+  }
+  TORCH_CHECK_VALUE(p[0] == 0, name, ": pixels before ", p[0], " are covered by no tile");
+}
+
+// Validates the kernel-op arguments (ys, xs on the CPU, in output pixels) and returns the
+// geometry; `out` is allocated by the caller from it.
+inline blend::Geometry blend_geometry(const at::Tensor& tiles, const at::Tensor& ys,
+                                      const at::Tensor& xs, int64_t out_h, int64_t out_w,
+                                      int64_t weight, int64_t overlap_y, int64_t overlap_x) {
+  TORCH_CHECK_VALUE(tiles.dim() == 5, "tiles: expected [B, N, C, TH, TW], got ", tiles.dim(),
+                    " dims");
+  TORCH_CHECK_VALUE(out_h > 0 && out_w > 0, "height/width: must be positive");
+  TORCH_CHECK_VALUE(weight >= 0 && weight <= 3, "weight: unknown weight code ", weight);
+  const int64_t TH = tiles.size(3), TW = tiles.size(4);
+  TORCH_CHECK_VALUE(TH > 0 && TW > 0, "tiles: empty tile size");
+  check_axis(ys, "ys", TH, out_h);
+  check_axis(xs, "xs", TW, out_w);
+  TORCH_CHECK_VALUE(tiles.size(1) == ys.numel() * xs.numel(), "tiles: got ", tiles.size(1),
+                    " tiles for a ", ys.numel(), "x", xs.numel(), " grid");
+  blend::Geometry g;
+  g.B = tiles.size(0); g.N = tiles.size(1); g.C = tiles.size(2); g.TH = TH; g.TW = TW;
+  g.OH = out_h; g.OW = out_w; g.ny = ys.numel(); g.nx = xs.numel();
+  g.overlap_y = overlap_y; g.overlap_x = overlap_x; g.kind = int(weight);
+  g.s_b = tiles.stride(0); g.s_n = tiles.stride(1); g.s_c = tiles.stride(2);
+  g.s_h = tiles.stride(3); g.s_w = tiles.stride(4);
+  return g;
+}
+
+}  // namespace hk

@@ -1,0 +1,29 @@
+// CUDA registrations. Compiled only when the CUDA part of the extension is built.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include "../binding.h"
+
+namespace hk {
+namespace {
+
+at::Tensor blend_tiles_cuda_op(const at::Tensor& tiles, const at::Tensor& ys,
+                               const at::Tensor& xs, int64_t out_h, int64_t out_w,
+                               int64_t weight, int64_t overlap_y, int64_t overlap_x) {
+  TORCH_CHECK_VALUE(tiles.device().is_cuda(), "tiles: expected a CUDA tensor");
+  // ys/xs arrive on the CPU so the checks read them without a sync; the kernel reads copies.
+  const auto g = blend_geometry(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x);
+  const c10::cuda::CUDAGuard guard(tiles.device());
+  auto out = at::empty({g.B, g.C, g.OH, g.OW}, tiles.options());
+  const auto ys_d = ys.to(tiles.device(), /*non_blocking=*/true);
+  const auto xs_d = xs.to(tiles.device(), /*non_blocking=*/true);
+  const int err = blend_tiles_cuda(to_dtype(tiles, "tiles"), tiles.const_data_ptr(),
+                                   ys_d.data_ptr<int64_t>(), xs_d.data_ptr<int64_t>(), g,
+                                   out.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, "blend_tiles CUDA launch failed with cudaError ", err);
+  return out;
+}
+
+}  // namespace
+}  // namespace hk
+
+TORCH_LIBRARY_IMPL(hypir_kernels, CUDA, m) { m.impl("_blend_tiles", &hk::blend_tiles_cuda_op); }

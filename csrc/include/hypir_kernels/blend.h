@@ -1,0 +1,92 @@
+// Tiled-overlap blending: the per-axis weight and the per-pixel gather, shared by the CPU
+// launcher and the CUDA kernel.
+//
+// Layout: tiles [B, N, C, TH, TW] (any strides), N = ny * nx tiles on a Cartesian grid,
+// tile n = iy * nx + ix has its top-left output pixel at (ys[iy], xs[ix]); ys and xs are strictly
+// increasing. Output [B, C, OH, OW] contiguous. Every output pixel must be covered (the Python
+// boundary checks it). The blend weight is separable, w(y, x) = wy(y - ys[iy]) * wx(x - xs[ix]),
+// and so is its normaliser over the covering tiles, because the covering set is a product of a
+// row range and a column range: out = sum_{iy, ix} (wy / Sy) (wx / Sx) tile.
+#pragma once
+#include <cmath>
+#include "hypir_kernels/common.h"
+
+namespace hk {
+namespace blend {
+
+enum Weight : int { kGaussian = 0, kLinear = 1, kCosine = 2, kUniform = 3 };
+
+// Gaussian std as a fraction of the tile size (DiffBIR/HYPIR use var = 0.01 -> std = 0.1 tile).
+constexpr float kGaussianStd = 0.1f;
+
+// Weight of position p in [0, T) of a tile of size T whose neighbours overlap it by `overlap`.
+// Always > 0 (the smallest gaussian value is exp(-12.5) per axis), symmetric: w(p) == w(T-1-p).
+HK_HD float axis_weight(int kind, int64_t p, int64_t T, int64_t overlap) {
+  if (kind == kGaussian) {
+    const float d = (float(p) - 0.5f * float(T - 1)) / (kGaussianStd * float(T));
+    return expf(-0.5f * d * d);
+  }
+  if (kind == kUniform || overlap <= 0) return 1.0f;
+  const int64_t edge = p < T - 1 - p ? p : T - 1 - p;  // distance to the nearer tile edge
+  float r = float(edge + 1) / float(overlap + 1);     // in (0, 1] inside the ramp
+  if (r > 1.0f) r = 1.0f;
+  if (kind == kLinear) return r;
+  const float s = sinf(1.5707963267948966f * r);      // cosine ramp: sin^2(pi/2 r)
+  return s * s;
+}
+
+// Tiles [lo, hi) of a sorted grid axis whose span [o, o + T) contains coordinate c.
+HK_HD void axis_cover(const int64_t* origins, int64_t n, int64_t T, int64_t c, int64_t* lo,
+                      int64_t* hi) {
+  int64_t a = 0, b = n;  // first tile with origins[i] + T > c
+  while (a < b) {
+    const int64_t m = (a + b) / 2;
+    if (origins[m] + T <= c) a = m + 1; else b = m;
+  }
+  int64_t e = a;
+  while (e < n && origins[e] <= c) ++e;
+  *lo = a;
+  *hi = e;
+}
+
+// Sum of the axis weights of the covering tiles (the axis normaliser).
+HK_HD float axis_norm(const int64_t* origins, int64_t lo, int64_t hi, int64_t T, int64_t overlap,
+                      int kind, int64_t c) {
+  float s = 0.0f;
+  for (int64_t i = lo; i < hi; ++i) s += axis_weight(kind, c - origins[i], T, overlap);
+  return s;
+}
+
+struct Geometry {
+  int64_t B, C, N, TH, TW, OH, OW, ny, nx;
+  int64_t overlap_y, overlap_x;
+  int kind;
+  int64_t s_b, s_n, s_c, s_h, s_w;  // tile strides, in elements
+};
+
+// One output pixel (b, c, y, x): the normalised weighted sum over the tiles covering it.
+template <typename T>
+HK_HD typename acc_type<T>::type blend_pixel(const T* tiles, const int64_t* ys, const int64_t* xs,
+                                             const Geometry& g, int64_t b, int64_t c, int64_t y,
+                                             int64_t x) {
+  using Acc = typename acc_type<T>::type;
+  int64_t ylo, yhi, xlo, xhi;
+  axis_cover(ys, g.ny, g.TH, y, &ylo, &yhi);
+  axis_cover(xs, g.nx, g.TW, x, &xlo, &xhi);
+  const float inv_sy = 1.0f / axis_norm(ys, ylo, yhi, g.TH, g.overlap_y, g.kind, y);
+  const float inv_sx = 1.0f / axis_norm(xs, xlo, xhi, g.TW, g.overlap_x, g.kind, x);
+  Acc acc = Acc(0);
+  for (int64_t iy = ylo; iy < yhi; ++iy) {
+    const float wy = axis_weight(g.kind, y - ys[iy], g.TH, g.overlap_y) * inv_sy;
+    for (int64_t ix = xlo; ix < xhi; ++ix) {
+      const float wx = axis_weight(g.kind, x - xs[ix], g.TW, g.overlap_x) * inv_sx;
+      const int64_t off = b * g.s_b + (iy * g.nx + ix) * g.s_n + c * g.s_c +
+                          (y - ys[iy]) * g.s_h + (x - xs[ix]) * g.s_w;
+      acc += Acc(wy * wx) * load_as<Acc>(tiles[off]);
+    }
+  }
+  return acc;
+}
+
+}  // namespace blend
+}  // namespace hk

@@ -1,0 +1,51 @@
+// Op schemas (namespace hypir_kernels) and the CPU registrations. The public Python ops in
+// hypir_kernels/ops.py choose a backend and call these kernel ops.
+#include <Python.h>
+#include "binding.h"
+
+#ifndef HK_CUDA_ARCHS
+#define HK_CUDA_ARCHS ""
+#endif
+
+namespace hk {
+namespace {
+
+at::Tensor blend_tiles_cpu_op(const at::Tensor& tiles, const at::Tensor& ys, const at::Tensor& xs,
+                              int64_t out_h, int64_t out_w, int64_t weight, int64_t overlap_y,
+                              int64_t overlap_x) {
+  TORCH_CHECK_VALUE(tiles.device().is_cpu(), "tiles: expected a CPU tensor");
+  const auto g = blend_geometry(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x);
+  auto out = empty_cpu_output({g.B, g.C, g.OH, g.OW}, tiles.options());
+  blend_tiles_cpu(to_dtype(tiles, "tiles"), tiles.const_data_ptr(), ys.data_ptr<int64_t>(),
+                  xs.data_ptr<int64_t>(), g, out.data_ptr());
+  return out;
+}
+
+}  // namespace
+}  // namespace hk
+
+TORCH_LIBRARY(hypir_kernels, m) {
+  m.def(
+      "_blend_tiles(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, int weight, "
+      "int overlap_y, int overlap_x) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) { m.impl("_blend_tiles", &hk::blend_tiles_cpu_op); }
+
+// A Python module, so that `import hypir_kernels._C` loads the registrations above.
+static PyObject* build_info(PyObject*, PyObject*) {
+#ifdef HK_WITH_CUDA
+  const int cuda = 1;
+#else
+  const int cuda = 0;
+#endif
+  return Py_BuildValue("{s:O,s:s}", "cuda", cuda ? Py_True : Py_False, "cuda_archs", HK_CUDA_ARCHS);
+}
+
+static PyMethodDef kMethods[] = {
+    {"build_info", build_info, METH_NOARGS, "Which parts of the extension were compiled."},
+    {nullptr, nullptr, 0, nullptr}};
+
+static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, kMethods};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&kModule); }

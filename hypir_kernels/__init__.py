@@ -1,0 +1,31 @@
+"""hypir-kernels: fused kernels for one-step diffusion-prior image restoration.
+
+Every public op is also a ``torch.library`` op, ``torch.ops.hypir_kernels.<name>``. The backend
+is chosen by device and can be forced; see :mod:`hypir_kernels.backend`.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import _extension  # noqa: F401  (loads the C++ op registrations first)
+from .backend import BACKENDS, use_backend  # noqa: E402
+from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
+
+
+def info() -> dict:
+    """Versions, what the extension contains, and the backend each op takes per device."""
+    from .info import collect
+
+    return collect()
+
+
+__all__ = [
+    "BACKENDS",
+    "WEIGHTS",
+    "__version__",
+    "blend_tiles",
+    "info",
+    "plan_tiles",
+    "tiled_apply",
+    "use_backend",
+]

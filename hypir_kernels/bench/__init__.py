@@ -1,0 +1,96 @@
+"""``python -m hypir_kernels.bench``: the main job. For every kernel family it checks the
+kernel against its reference on the default shapes, then times it against the anchors users
+run today, in the same process on the same inputs, and prints a table with the ratios."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Row:
+    family: str
+    case: str
+    ours_ms: float
+    anchor: str
+    anchor_ms: float
+    check: str
+
+    @property
+    def speedup(self) -> float:
+        return self.anchor_ms / self.ours_ms
+
+
+def time_ms(fn: Callable[[], object], setup: Callable[[], object] | None = None, repeats: int = 7, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in ms; ``setup`` runs untimed before each call."""
+    times = []
+    for i in range(warmup + repeats):
+        arg = setup() if setup else None
+        t0 = time.perf_counter()
+        fn(arg) if setup else fn()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt * 1e3)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return statistics.median(times)
+
+
+def bench_blend(repeats: int) -> list[Row]:
+    from . import blend as b
+
+    _, tiles, origins = b.make_case()
+    err = b.check(tiles, origins)
+    check = f"max|ours-ref| {err:.1e} {'ok' if err <= 1e-5 else 'FAIL'}"
+    ours_ms = time_ms(lambda: b.ours(tiles, origins), repeats=repeats)
+    weights = b.gaussian_tile_weights(b.TILE, b.CHANNELS)
+    case = f"{b.SIZE}x{b.SIZE} RGB, tile {b.TILE}, stride {b.STRIDE}, gaussian"
+    rows = [Row("blend_tiles", case, ours_ms, "accumulate+count loop", time_ms(lambda: b.accumulate_with_count(tiles, origins, weights), repeats=repeats), check)]
+    try:
+        image = torch.rand(1, b.CHANNELS, b.SIZE, b.SIZE)
+        anchor = time_ms(lambda rows_: b.diffusers_merge(rows_), setup=lambda: b.diffusers_grid_tiles(image), repeats=repeats)
+        rows.append(Row("blend_tiles", case, ours_ms, "diffusers blend_v/blend_h", anchor, check))
+    except ImportError:
+        rows.append(Row("blend_tiles", case, ours_ms, "diffusers (not installed)", float("nan"), check))
+    return rows
+
+
+FAMILIES: dict[str, Callable[[int], list[Row]]] = {"blend": bench_blend}
+
+
+def format_rows(rows: list[Row]) -> str:
+    head = f"| {'op':<12} | {'case':<44} | {'ours ms':>8} | {'anchor':<26} | {'anchor ms':>9} | {'speedup':>7} | check |"
+    sep = "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"
+    lines = [head, sep]
+    for r in rows:
+        lines.append(
+            f"| {r.family:<12} | {r.case:<44} | {r.ours_ms:8.2f} | {r.anchor:<26} | {r.anchor_ms:9.2f} | {r.speedup:6.2f}x | {r.check} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=sorted(FAMILIES), action="append", help="only these families")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median reported)")
+    args = parser.parse_args(argv)
+    from .. import info
+
+    data = info()
+    print(f"hypir_kernels {data['hypir_kernels']}, torch {data['torch']}, {torch.get_num_threads()} CPU threads, "
+          f"device: {data['cuda_device'] or 'CPU only'}")
+    rows: list[Row] = []
+    for name in args.family or sorted(FAMILIES):
+        rows.extend(FAMILIES[name](args.repeats))
+    print(format_rows(rows))
+    failed = [r for r in rows if "FAIL" in r.check]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""Pure-torch references: the test oracle and the last-resort backend of every op. Written for
+clarity, not speed."""
+from . import blend  # noqa: F401
