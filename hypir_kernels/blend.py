@@ -69,23 +69,38 @@ def _scaled(value: int, scale: Fraction, what: str) -> int:
     return int(v)
 
 
-def _grid_axes(origins: torch.Tensor, n_tiles: int, height: int, width: int) -> tuple[list[int], list[int]]:
-    """Split row-major grid origins [N, 2] into the sorted axis origins; raise if not a grid."""
-    if origins.dim() != 2 or origins.shape[1] != 2:
-        raise ValueError(f"origins: expected a [N, 2] tensor of (y, x), got shape {tuple(origins.shape)}")
-    if origins.dtype.is_floating_point or origins.dtype.is_complex or origins.dtype == torch.bool:
-        raise ValueError(f"origins: expected an integer tensor, got {origins.dtype}")
-    if origins.shape[0] != n_tiles:
-        raise ValueError(f"origins: {origins.shape[0]} origins for {n_tiles} tiles (tiles.shape[1])")
+def _origin_pairs(origins) -> list[tuple[int, int]]:
+    """``origins`` as Python (y, x) pairs: a LongTensor [N, 2] or a sequence of int pairs (the
+    form to use under ``torch.compile(fullgraph=True)``, where reading a tensor breaks the graph)."""
+    if isinstance(origins, torch.Tensor):
+        if origins.dim() != 2 or origins.shape[1] != 2:
+            raise ValueError(f"origins: expected a [N, 2] tensor of (y, x), got shape {tuple(origins.shape)}")
+        if origins.dtype.is_floating_point or origins.dtype.is_complex or origins.dtype == torch.bool:
+            raise ValueError(f"origins: expected an integer tensor, got {origins.dtype}")
+        return [(int(y), int(x)) for y, x in origins.to("cpu", torch.int64).tolist()]
+    if isinstance(origins, (list, tuple)):
+        pairs = []
+        for p in origins:
+            if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in p)):
+                raise ValueError(f"origins: expected (y, x) int pairs, got {p!r}")
+            pairs.append((p[0], p[1]))
+        return pairs
+    raise ValueError(f"origins: expected a LongTensor [N, 2] or (y, x) pairs, got {type(origins).__name__}")
+
+
+def _grid_axes(origins, n_tiles: int, height: int, width: int) -> tuple[list[int], list[int]]:
+    """Split row-major grid origins into the sorted axis origins; raise if not a grid."""
+    pts = _origin_pairs(origins)
+    if len(pts) != n_tiles:
+        raise ValueError(f"origins: {len(pts)} origins for {n_tiles} tiles (tiles.shape[1])")
     if n_tiles == 0:
         raise ValueError("tiles: need at least one tile")
-    pts = origins.to("cpu", torch.int64).tolist()
     for y, x in pts:
         if not (0 <= y < height and 0 <= x < width):
             raise ValueError(f"origins: ({y}, {x}) is outside the {height}x{width} image")
     ys = sorted({p[0] for p in pts})
     xs = sorted({p[1] for p in pts})
-    if [[y, x] for y in ys for x in xs] != pts:
+    if [(y, x) for y in ys for x in xs] != pts:
         raise ValueError(
             "origins: must be a row-major grid (every y with every x, y outer, both increasing), "
             "as plan_tiles returns"
@@ -123,7 +138,8 @@ def blend_tiles(
         tiles: ``[B, N, C, th, tw]`` tile outputs (float32/64, float16, bfloat16), possibly
             ``scale`` x the planned tile size (8 for a VAE decoder, 1/8 for an encoder).
         origins: ``[N, 2]`` integer top-left ``(y, x)`` of each tile in *input* pixels, a
-            row-major grid as :func:`plan_tiles` returns.
+            row-major grid as :func:`plan_tiles` returns; or the same as a list of ``(y, x)``
+            pairs (use that form under ``torch.compile(fullgraph=True)``).
         height, width: input image size; the output is ``height*scale`` x ``width*scale``.
         weight: ``"gaussian"`` (std 0.1 tile, symmetric in x and y), ``"linear"`` (ramp over the
             overlap), ``"cosine"`` (sin^2 ramp over the overlap) or ``"uniform"``.
@@ -135,14 +151,12 @@ def blend_tiles(
         covered by a tile. Differentiable in ``tiles``.
     """
     check_tensor("tiles", tiles, dims=5, dtypes=_FLOAT_DTYPES)
-    if not isinstance(origins, torch.Tensor):
-        raise ValueError(f"origins: expected a LongTensor [N, 2], got {type(origins).__name__}")
     check_int("height", height, minimum=1)
     check_int("width", width, minimum=1)
     code = _weight_code(weight)
     frac = _scale_fraction(scale)
-    ys, xs = _grid_axes(origins, tiles.shape[1], height, width)
     out_h, out_w = _scaled(height, frac, "height"), _scaled(width, frac, "width")
+    ys, xs = _grid_axes(origins, tiles.shape[1], height, width)
     ys = [_scaled(y, frac, "origins") for y in ys]
     xs = [_scaled(x, frac, "origins") for x in xs]
     th, tw = tiles.shape[3], tiles.shape[4]

@@ -14,14 +14,14 @@ void blend_rows(const T* tiles, const int64_t* ys, const int64_t* xs, const blen
                 T* out) {
   using Acc = typename acc_type<T>::type;
   // Normalised column weights per (tile column, position): wx(p) / Sx(xs[ix] + p).
-  std::vector<float> wxn(size_t(g.nx * g.TW), 0.0f);
+  std::vector<Acc> wxn(size_t(g.nx * g.TW), Acc(0));
   for (int64_t ix = 0; ix < g.nx; ++ix) {
     for (int64_t p = 0; p < g.TW && xs[ix] + p < g.OW; ++p) {
       const int64_t x = xs[ix] + p;
       int64_t lo, hi;
       blend::axis_cover(xs, g.nx, g.TW, x, &lo, &hi);
-      const float inv_sx = 1.0f / blend::axis_norm(xs, lo, hi, g.TW, g.overlap_x, g.kind, x);
-      wxn[size_t(ix * g.TW + p)] = blend::axis_weight(g.kind, p, g.TW, g.overlap_x) * inv_sx;
+      const Acc inv_sx = Acc(1) / blend::axis_norm<Acc>(xs, lo, hi, g.TW, g.overlap_x, g.kind, x);
+      wxn[size_t(ix * g.TW + p)] = blend::axis_weight<Acc>(g.kind, p, g.TW, g.overlap_x) * inv_sx;
     }
   }
   const int64_t rows = g.B * g.C * g.OH;
@@ -40,21 +40,21 @@ void blend_rows(const T* tiles, const int64_t* ys, const int64_t* xs, const blen
       std::fill(acc, acc + g.OW, Acc(0));
       int64_t ylo, yhi;
       blend::axis_cover(ys, g.ny, g.TH, y, &ylo, &yhi);
-      const float inv_sy = 1.0f / blend::axis_norm(ys, ylo, yhi, g.TH, g.overlap_y, g.kind, y);
+      const Acc inv_sy = Acc(1) / blend::axis_norm<Acc>(ys, ylo, yhi, g.TH, g.overlap_y, g.kind, y);
       for (int64_t iy = ylo; iy < yhi; ++iy) {
-        const float wy = blend::axis_weight(g.kind, y - ys[iy], g.TH, g.overlap_y) * inv_sy;
+        const Acc wy = blend::axis_weight<Acc>(g.kind, y - ys[iy], g.TH, g.overlap_y) * inv_sy;
         for (int64_t ix = 0; ix < g.nx; ++ix) {
           const int64_t x0 = xs[ix];
           const int64_t len = (x0 + g.TW <= g.OW ? g.TW : g.OW - x0);
           const T* __restrict__ src = tiles + b * g.s_b + (iy * g.nx + ix) * g.s_n + c * g.s_c +
                          (y - ys[iy]) * g.s_h;
-          const float* __restrict__ w = wxn.data() + ix * g.TW;
+          const Acc* __restrict__ w = wxn.data() + ix * g.TW;
           Acc* __restrict__ a = acc + x0;
           if (g.s_w == 1) {
-            for (int64_t p = 0; p < len; ++p) a[p] += Acc(wy * w[p]) * load_as<Acc>(src[p]);
+            for (int64_t p = 0; p < len; ++p) a[p] += (wy * w[p]) * load_as<Acc>(src[p]);
           } else {
             for (int64_t p = 0; p < len; ++p)
-              a[p] += Acc(wy * w[p]) * load_as<Acc>(src[p * g.s_w]);
+              a[p] += (wy * w[p]) * load_as<Acc>(src[p * g.s_w]);
           }
         }
       }

@@ -9,7 +9,7 @@ import triton.language as tl
 
 from . import AotConfig
 
-BLOCK_X = 256
+BLOCK_X = 512
 NUM_WARPS = 4
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 _WEIGHTS = ("gaussian", "linear", "cosine", "uniform")  # codes 0..3, as in blend.h
@@ -31,6 +31,19 @@ def _axis_weight(p, T, overlap, KIND: tl.constexpr):
             r = s * s
         w = tl.where(overlap > 0, r, 1.0)
     return w
+
+
+@triton.jit
+def _store_rounded(ptr, val, mask):
+    """Store fp32 ``val`` in the pointer's dtype, rounding to nearest even. bfloat16 is rounded
+    with integer ops because the Triton interpreter truncates (compiled code rounds anyway)."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        bits = val.to(tl.uint32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        rounded = tl.where(val != val, 0x7FC0, rounded)  # keep nan a (quiet) nan
+        tl.store(ptr, rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True), mask=mask)
+    else:
+        tl.store(ptr, val.to(ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask)
 
 
 @triton.jit
@@ -78,7 +91,7 @@ def blend_tiles_kernel(
                 v = tl.load(row_ptr + n.to(tl.int64) * s_n + (x - ox).to(tl.int64) * s_w, mask=m, other=0.0)
                 acc += tl.where(m, (wy * wx) * v.to(tl.float32), 0.0)
     out_off = row.to(tl.int64) * OW + x
-    tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=in_x)
+    _store_rounded(out_ptr + out_off, acc, in_x)
 
 
 def blend_tiles(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x):

@@ -17,21 +17,23 @@ namespace blend {
 enum Weight : int { kGaussian = 0, kLinear = 1, kCosine = 2, kUniform = 3 };
 
 // Gaussian std as a fraction of the tile size (DiffBIR/HYPIR use var = 0.01 -> std = 0.1 tile).
-constexpr float kGaussianStd = 0.1f;
+constexpr double kGaussianStd = 0.1;
 
 // Weight of position p in [0, T) of a tile of size T whose neighbours overlap it by `overlap`.
 // Always > 0 (the smallest gaussian value is exp(-12.5) per axis), symmetric: w(p) == w(T-1-p).
-HK_HD float axis_weight(int kind, int64_t p, int64_t T, int64_t overlap) {
+// W is the accumulation type (float, or double for float64 data).
+template <typename W>
+HK_HD W axis_weight(int kind, int64_t p, int64_t T, int64_t overlap) {
   if (kind == kGaussian) {
-    const float d = (float(p) - 0.5f * float(T - 1)) / (kGaussianStd * float(T));
-    return expf(-0.5f * d * d);
+    const W d = (W(p) - W(0.5) * W(T - 1)) / (W(kGaussianStd) * W(T));
+    return math_exp(-W(0.5) * d * d);
   }
-  if (kind == kUniform || overlap <= 0) return 1.0f;
+  if (kind == kUniform || overlap <= 0) return W(1);
   const int64_t edge = p < T - 1 - p ? p : T - 1 - p;  // distance to the nearer tile edge
-  float r = float(edge + 1) / float(overlap + 1);     // in (0, 1] inside the ramp
-  if (r > 1.0f) r = 1.0f;
+  W r = W(edge + 1) / W(overlap + 1);                 // in (0, 1] inside the ramp
+  if (r > W(1)) r = W(1);
   if (kind == kLinear) return r;
-  const float s = sinf(1.5707963267948966f * r);      // cosine ramp: sin^2(pi/2 r)
+  const W s = math_sin(W(1.5707963267948966) * r);       // cosine ramp: sin^2(pi/2 r)
   return s * s;
 }
 
@@ -50,10 +52,11 @@ HK_HD void axis_cover(const int64_t* origins, int64_t n, int64_t T, int64_t c, i
 }
 
 // Sum of the axis weights of the covering tiles (the axis normaliser).
-HK_HD float axis_norm(const int64_t* origins, int64_t lo, int64_t hi, int64_t T, int64_t overlap,
-                      int kind, int64_t c) {
-  float s = 0.0f;
-  for (int64_t i = lo; i < hi; ++i) s += axis_weight(kind, c - origins[i], T, overlap);
+template <typename W>
+HK_HD W axis_norm(const int64_t* origins, int64_t lo, int64_t hi, int64_t T, int64_t overlap,
+                  int kind, int64_t c) {
+  W s = W(0);
+  for (int64_t i = lo; i < hi; ++i) s += axis_weight<W>(kind, c - origins[i], T, overlap);
   return s;
 }
 
@@ -73,16 +76,16 @@ HK_HD typename acc_type<T>::type blend_pixel(const T* tiles, const int64_t* ys, 
   int64_t ylo, yhi, xlo, xhi;
   axis_cover(ys, g.ny, g.TH, y, &ylo, &yhi);
   axis_cover(xs, g.nx, g.TW, x, &xlo, &xhi);
-  const float inv_sy = 1.0f / axis_norm(ys, ylo, yhi, g.TH, g.overlap_y, g.kind, y);
-  const float inv_sx = 1.0f / axis_norm(xs, xlo, xhi, g.TW, g.overlap_x, g.kind, x);
+  const Acc inv_sy = Acc(1) / axis_norm<Acc>(ys, ylo, yhi, g.TH, g.overlap_y, g.kind, y);
+  const Acc inv_sx = Acc(1) / axis_norm<Acc>(xs, xlo, xhi, g.TW, g.overlap_x, g.kind, x);
   Acc acc = Acc(0);
   for (int64_t iy = ylo; iy < yhi; ++iy) {
-    const float wy = axis_weight(g.kind, y - ys[iy], g.TH, g.overlap_y) * inv_sy;
+    const Acc wy = axis_weight<Acc>(g.kind, y - ys[iy], g.TH, g.overlap_y) * inv_sy;
     for (int64_t ix = xlo; ix < xhi; ++ix) {
-      const float wx = axis_weight(g.kind, x - xs[ix], g.TW, g.overlap_x) * inv_sx;
+      const Acc wx = axis_weight<Acc>(g.kind, x - xs[ix], g.TW, g.overlap_x) * inv_sx;
       const int64_t off = b * g.s_b + (iy * g.nx + ix) * g.s_n + c * g.s_c +
                           (y - ys[iy]) * g.s_h + (x - xs[ix]) * g.s_w;
-      acc += Acc(wy * wx) * load_as<Acc>(tiles[off]);
+      acc += (wy * wx) * load_as<Acc>(tiles[off]);
     }
   }
   return acc;

@@ -1,5 +1,6 @@
 // Torch-free helpers shared by the CPU loops and the CUDA kernels.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -60,6 +61,12 @@ HK_HD uint16_t float_to_bf16(float f) {
   u += 0x7FFFu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
 }
+
+// Precision-explicit math: float stays float, double stays double, on host and device.
+HK_HD float math_exp(float x) { return expf(x); }
+HK_HD double math_exp(double x) { return exp(x); }
+HK_HD float math_sin(float x) { return sinf(x); }
+HK_HD double math_sin(double x) { return sin(x); }
 
 // Accumulation type: fp32 for every storage type except float64.
 template <typename T> struct acc_type { using type = float; };

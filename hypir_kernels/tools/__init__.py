@@ -1,0 +1,1 @@
+"""Developer tools: CUDA toolkit discovery, ahead-of-time Triton compilation, GPU resource report."""

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+import hypir_kernels as hk
+from hypir_kernels import backend
+from hypir_kernels.testing import runnable_backends
+
+
+def test_automatic_choice_by_device():
+    op = backend.REGISTRY["blend_tiles"]
+    assert backend.select(op, "cpu") == "cpu"
+    # A CUDA tensor takes the C++ CUDA kernel when it is built (it is, in CI).
+    assert backend.select(op, "cuda") == "cuda"
+
+
+def test_context_manager_forces_and_restores():
+    op = backend.REGISTRY["blend_tiles"]
+    with hk.use_backend("reference"):
+        assert backend.select(op, "cpu") == "reference"
+        with hk.use_backend("auto"):
+            assert backend.select(op, "cpu") == "cpu"
+        assert backend.select(op, "cpu") == "reference"
+    assert backend.select(op, "cpu") == "cpu"
+
+
+def test_env_var_forces(monkeypatch):
+    op = backend.REGISTRY["blend_tiles"]
+    monkeypatch.setenv(backend.ENV_VAR, "reference")
+    assert backend.select(op, "cpu") == "reference"
+    with hk.use_backend("cpu"):  # the context manager wins over the environment
+        assert backend.select(op, "cpu") == "cpu"
+    monkeypatch.setenv(backend.ENV_VAR, "nonsense")
+    with pytest.raises(ValueError, match=backend.ENV_VAR):
+        backend.select(op, "cpu")
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="name"):
+        with hk.use_backend("gpu"):
+            pass
+
+
+def test_forced_backend_that_cannot_run_raises():
+    op = backend.REGISTRY["blend_tiles"]
+    with hk.use_backend("cuda"):
+        with pytest.raises(RuntimeError, match="cuda backend takes CUDA tensors"):
+            backend.select(op, "cpu")
+
+
+def test_forcing_a_backend_an_op_lacks_keeps_the_automatic_choice():
+    op = backend.register("_test_only_op", reference=lambda: "ref", cpu=lambda: "cpu")
+    try:
+        with hk.use_backend("triton"):
+            assert backend.select(op, "cpu") == "cpu"
+    finally:
+        del backend.REGISTRY["_test_only_op"]
+
+
+def test_register_requires_reference():
+    with pytest.raises(ValueError, match="reference"):
+        backend.register("_bad", cpu=lambda: None)
+
+
+def test_triton_runs_on_cpu_under_the_interpreter():
+    # conftest sets TRITON_INTERPRET=1 on machines without a GPU; the Triton tests depend on it.
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU, Triton runs compiled")
+    assert "triton" in runnable_backends("blend_tiles", "cpu")
+    assert "cpu" in runnable_backends("blend_tiles", "cpu")

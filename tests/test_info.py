@@ -1,0 +1,20 @@
+import subprocess
+import sys
+
+import hypir_kernels as hk
+
+
+def test_info_reports_versions_build_and_backends():
+    data = hk.info()
+    assert data["hypir_kernels"] == hk.__version__
+    assert data["torch"].startswith("2.14")
+    assert data["extension_cpu"] is True
+    row = data["ops"]["blend_tiles"]
+    assert row["cpu"] == "cpu"
+    assert set(row["implemented"]) == {"cpu", "cuda", "triton", "reference"}
+    assert "CPU" in row["registered"]
+
+
+def test_info_cli():
+    out = subprocess.run([sys.executable, "-m", "hypir_kernels.info"], capture_output=True, text=True, check=True).stdout
+    assert "blend_tiles" in out and "extension" in out and "torch" in out
