@@ -9,25 +9,20 @@ Environment:
 """
 import glob
 import os
-import shutil
 import sys
 
 from setuptools import setup
 
 
 def _toolkit_root():
-    """The CUDA toolkit root: CUDA_HOME if valid, else a standard location or nvcc's parent."""
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
-    candidates += sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
-    for root in candidates:
-        if root and os.path.isfile(os.path.join(root, "bin", "nvcc")) and glob.glob(
-            os.path.join(root, "lib64", "libcudart.so*")
-        ):
-            return root
-    return None
+    """hypir_kernels/tools/cuda_toolkit.py, loaded by path: the package is not built yet."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hypir_kernels", "tools", "cuda_toolkit.py")
+    spec = importlib.util.spec_from_file_location("_hk_cuda_toolkit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.toolkit_root()
 
 
 def _want_cuda(torch_cuda, root):

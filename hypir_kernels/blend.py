@@ -30,12 +30,16 @@ def plan_tiles(height: int, width: int, tile: int, stride: int) -> torch.Tensor:
     """
     check_int("height", height, minimum=1)
     check_int("width", width, minimum=1)
+    _check_tile_stride(tile, stride)
+    ys, xs = _axis_origins(height, tile, stride), _axis_origins(width, tile, stride)
+    return torch.tensor([(y, x) for y in ys for x in xs], dtype=torch.int64).reshape(-1, 2)
+
+
+def _check_tile_stride(tile: int, stride: int) -> None:
     check_int("tile", tile, minimum=1)
     check_int("stride", stride, minimum=1)
     if stride > tile:
         raise ValueError(f"stride: must be <= tile ({tile}) so tiles leave no gaps, got {stride}")
-    ys, xs = _axis_origins(height, tile, stride), _axis_origins(width, tile, stride)
-    return torch.tensor([(y, x) for y in ys for x in xs], dtype=torch.int64).reshape(-1, 2)
 
 
 def _axis_origins(size: int, tile: int, stride: int) -> list[int]:
@@ -256,11 +260,8 @@ def tiled_apply(
         cannot reach) up to at least one tile per axis, so ``fn`` always sees full tiles.
     """
     check_tensor("x", x, dims=4)
-    check_int("tile", tile, minimum=1)
-    check_int("stride", stride, minimum=1)
+    _check_tile_stride(tile, stride)
     check_int("batch_tiles", batch_tiles, minimum=1)
-    if stride > tile:
-        raise ValueError(f"stride: must be <= tile ({tile}) so tiles leave no gaps, got {stride}")
     frac = _scale_fraction(scale)
     _weight_code(weight)
     B, C, H, W = x.shape

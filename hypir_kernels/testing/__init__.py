@@ -48,3 +48,16 @@ def compare_backends(op_name: str, call: Callable[[], torch.Tensor], device: str
             outputs[name] = call()
         assert_close(outputs[name], expected, msg=f"{msg} backend={name}")
     return outputs
+
+
+def skip_gpu_tests_without_cuda(items) -> None:
+    """For conftest ``pytest_collection_modifyitems``: skip ``@pytest.mark.gpu`` items cleanly
+    when no CUDA device is present."""
+    import pytest
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -40,7 +40,7 @@ def _axis_weight(p, T, overlap, KIND: tl.constexpr):
         w = p * 0.0 + 1.0
     else:
         edge = tl.minimum(p, (T - 1) - p)
-        r = tl.minimum((edge + 1.0) / (overlap + 1.0), 1.0)
+        r = tl.minimum(tl.maximum((edge + 1.0) / (overlap + 1.0), 0.0), 1.0)  # masked lanes: p outside the tile
         if KIND == 2:
             s = _sin_first_quadrant(1.5707963267948966 * r)
             r = s * s
