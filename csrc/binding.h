@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include "hypir_kernels/launch.h"
+#include <cstdlib>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -14,8 +15,11 @@ namespace hk {
 // A CPU output tensor whose large interior is backed by transparent huge pages where the kernel
 // allows it (THP "madvise" mode is the common default). A fresh multi-MB output otherwise costs
 // one page fault per 4 KiB on first write, which is a large part of a streaming kernel's time.
+// HYPIR_KERNELS_HUGEPAGES=0 turns the advice off (read per call, so benchmarks can compare).
 inline at::Tensor empty_cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   auto out = at::empty(sizes, options);
+  const char* env = std::getenv("HYPIR_KERNELS_HUGEPAGES");
+  if (env != nullptr && env[0] == '0') return out;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t(2) << 20;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());

@@ -79,3 +79,15 @@ def check(tiles: torch.Tensor, origins: torch.Tensor, size: int = SIZE) -> float
     with use_backend("reference"):
         ref = ours(tiles, origins, size)
     return (ours(tiles, origins, size) - ref).abs().max().item()
+
+
+def warm_up(image: torch.Tensor, tiles: torch.Tensor, origins: torch.Tensor, rounds: int = 4) -> None:
+    """Run every case a few times, interleaved, before timing (see benchmarks/test_blend.py)."""
+    weights = gaussian_tile_weights(tiles.shape[-1], tiles.shape[2])
+    for _ in range(rounds):
+        ours(tiles, origins, image.shape[-1])
+        accumulate_with_count(tiles, origins, weights, image.shape[-1])
+        try:
+            diffusers_merge(diffusers_grid_tiles(image, tiles.shape[-1]))
+        except ImportError:
+            pass
