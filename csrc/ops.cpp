@@ -10,14 +10,15 @@
 namespace hk {
 namespace {
 
+template <decltype(&blend_tiles_cpu) Launch>
 at::Tensor blend_tiles_cpu_op(const at::Tensor& tiles, const at::Tensor& ys, const at::Tensor& xs,
                               int64_t out_h, int64_t out_w, int64_t weight, int64_t overlap_y,
                               int64_t overlap_x) {
   TORCH_CHECK_VALUE(tiles.device().is_cpu(), "tiles: expected a CPU tensor");
   const auto g = blend_geometry(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x);
   auto out = empty_cpu_output({g.B, g.C, g.OH, g.OW}, tiles.options());
-  blend_tiles_cpu(to_dtype(tiles, "tiles"), tiles.const_data_ptr(), ys.data_ptr<int64_t>(),
-                  xs.data_ptr<int64_t>(), g, out.data_ptr());
+  Launch(to_dtype(tiles, "tiles"), tiles.const_data_ptr(), ys.data_ptr<int64_t>(),
+         xs.data_ptr<int64_t>(), g, out.data_ptr());
   return out;
 }
 
@@ -28,9 +29,16 @@ TORCH_LIBRARY(hypir_kernels, m) {
   m.def(
       "_blend_tiles(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, int weight, "
       "int overlap_y, int overlap_x) -> Tensor");
+  // Test hook: the CUDA kernel's per-pixel code (blend_pixel) executed on the CPU.
+  m.def(
+      "_blend_tiles_pixelwise(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, "
+      "int weight, int overlap_y, int overlap_x) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) { m.impl("_blend_tiles", &hk::blend_tiles_cpu_op); }
+TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
+  m.impl("_blend_tiles", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu>);
+  m.impl("_blend_tiles_pixelwise", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu_pixelwise>);
+}
 
 // A Python module, so that `import hypir_kernels._C` loads the registrations above.
 static PyObject* build_info(PyObject*, PyObject*) {

@@ -83,6 +83,25 @@ def test_backends_match_reference_dtypes(dtype, weight):
     assert all(v.dtype == dtype for v in outs.values())
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight", hk.WEIGHTS)
+@pytest.mark.parametrize("H,W,tile,stride", CASES)
+def test_cuda_per_pixel_code_matches_reference(H, W, tile, stride, weight, dtype):
+    # Tier 1 for the CUDA kernel: hk::blend::blend_pixel, the code each CUDA thread runs, executed
+    # on the CPU through a test-only op, against the reference.
+    from hypir_kernels.blend import _axis_overlap
+
+    o = hk.plan_tiles(H, W, tile, stride)
+    tiles = torch.randn(2, o.shape[0], 2, tile, tile).to(dtype)
+    ys = sorted(set(o[:, 0].tolist()))
+    xs = sorted(set(o[:, 1].tolist()))
+    out = torch.ops.hypir_kernels._blend_tiles_pixelwise(
+        tiles, torch.tensor(ys), torch.tensor(xs), H, W, hk.WEIGHTS.index(weight), _axis_overlap(ys, tile), _axis_overlap(xs, tile)
+    )
+    with hk.use_backend("reference"):
+        assert_close(out, hk.blend_tiles(tiles, o, H, W, weight=weight))
+
+
 def test_sixteen_bit_accumulates_in_fp32():
     # Up to 36 overlapping tiles of 1.0 per pixel: a 16-bit accumulator would drift; fp32 keeps 1.
     H = W = 24

@@ -48,3 +48,4 @@ def test_binary_holds_sass_for_each_architecture():
 def test_public_ops_are_torch_library_ops():
     assert hasattr(torch.ops.hypir_kernels, "blend_tiles")
     assert hasattr(torch.ops.hypir_kernels, "_blend_tiles")
+    assert _extension.has_kernel("_blend_tiles_pixelwise", "CPU")

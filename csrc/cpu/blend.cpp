@@ -64,7 +64,31 @@ void blend_rows(const T* tiles, const int64_t* ys, const int64_t* xs, const blen
   }
 }
 
+template <typename T>
+void blend_pixels(const T* tiles, const int64_t* ys, const int64_t* xs, const blend::Geometry& g,
+                  T* out) {
+  const int64_t total = g.B * g.C * g.OH * g.OW;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < total; ++i) {  // same index decomposition as the CUDA kernel
+    const int64_t x = i % g.OW;
+    const int64_t y = (i / g.OW) % g.OH;
+    const int64_t c = (i / (g.OW * g.OH)) % g.C;
+    const int64_t b = i / (g.OW * g.OH * g.C);
+    out[i] = store_from<T>::cvt(blend::blend_pixel(tiles, ys, xs, g, b, c, y, x));
+  }
+}
+
 }  // namespace
+
+void blend_tiles_cpu_pixelwise(DType dtype, const void* tiles, const int64_t* ys,
+                               const int64_t* xs, const blend::Geometry& g, void* out) {
+  switch (dtype) {
+    case kFloat32: blend_pixels(static_cast<const float*>(tiles), ys, xs, g, static_cast<float*>(out)); break;
+    case kFloat64: blend_pixels(static_cast<const double*>(tiles), ys, xs, g, static_cast<double*>(out)); break;
+    case kFloat16: blend_pixels(static_cast<const half_t*>(tiles), ys, xs, g, static_cast<half_t*>(out)); break;
+    case kBFloat16: blend_pixels(static_cast<const bf16_t*>(tiles), ys, xs, g, static_cast<bf16_t*>(out)); break;
+  }
+}
 
 void blend_tiles_cpu(DType dtype, const void* tiles, const int64_t* ys, const int64_t* xs,
                      const blend::Geometry& g, void* out) {

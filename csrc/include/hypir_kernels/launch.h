@@ -9,6 +9,11 @@ namespace hk {
 void blend_tiles_cpu(DType dtype, const void* tiles, const int64_t* ys, const int64_t* xs,
                      const blend::Geometry& g, void* out);
 
+// The CUDA kernel's per-pixel code path (hk::blend::blend_pixel) run on the CPU, one pixel at a
+// time: lets tier-1 tests check exactly what the GPU executes. Not a fast path.
+void blend_tiles_cpu_pixelwise(DType dtype, const void* tiles, const int64_t* ys, const int64_t* xs,
+                               const blend::Geometry& g, void* out);
+
 // Returns a cudaError_t value (0 on success); `stream` is a cudaStream_t.
 int blend_tiles_cuda(DType dtype, const void* tiles, const int64_t* ys, const int64_t* xs,
                      const blend::Geometry& g, void* out, void* stream);
