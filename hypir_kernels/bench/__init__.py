@@ -28,16 +28,17 @@ class Row:
 
 def time_ms(fn: Callable[[], object], setup: Callable[[], object] | None = None, repeats: int = 7, warmup: int = 2) -> float:
     """Median wall time of ``fn`` in ms; ``setup`` runs untimed before each call."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times = []
     for i in range(warmup + repeats):
         arg = setup() if setup else None
+        sync()
         t0 = time.perf_counter()
         fn(arg) if setup else fn()
+        sync()
         dt = time.perf_counter() - t0
         if i >= warmup:
             times.append(dt * 1e3)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
     return statistics.median(times)
 
 
@@ -57,6 +58,27 @@ def bench_blend(repeats: int) -> list[Row]:
         rows.append(Row("blend_tiles", case, ours_ms, "diffusers blend_v/blend_h", anchor, check))
     except ImportError:
         rows.append(Row("blend_tiles", case, ours_ms, "diffusers (not installed)", float("nan"), check))
+    if torch.cuda.is_available():
+        rows.extend(_bench_blend_cuda(b, case, repeats))
+    return rows
+
+
+def _bench_blend_cuda(b, case: str, repeats: int) -> list[Row]:
+    from .. import use_backend
+
+    _, tiles, origins = b.make_case()
+    tiles = tiles.cuda()
+    weights = b.gaussian_tile_weights(b.TILE, b.CHANNELS).cuda()
+    anchor_ms = time_ms(lambda: b.accumulate_with_count(tiles, origins, weights), repeats=repeats)
+    rows = []
+    for name in ("cuda", "triton"):
+        with use_backend("reference"):
+            ref = b.ours(tiles, origins)
+        with use_backend(name):
+            err = (b.ours(tiles, origins) - ref).abs().max().item()
+            ms = time_ms(lambda: b.ours(tiles, origins), repeats=repeats)
+        check = f"max|ours-ref| {err:.1e} {'ok' if err <= 1e-5 else 'FAIL'}"
+        rows.append(Row(f"blend[{name}]", case + " (GPU)", ms, "accumulate+count (GPU)", anchor_ms, check))
     return rows
 
 

@@ -42,8 +42,8 @@ def gaussian_tile_weights(tile: int, channels: int) -> torch.Tensor:
 def accumulate_with_count(tiles: torch.Tensor, origins: torch.Tensor, weights: torch.Tensor, size: int = SIZE) -> torch.Tensor:
     """Anchor (a): full-resolution value and count buffers, one add per tile, one divide."""
     B, N, C, t, _ = tiles.shape
-    out = torch.zeros(B, C, size, size, dtype=tiles.dtype)
-    count = torch.zeros(B, C, size, size, dtype=tiles.dtype)
+    out = torch.zeros(B, C, size, size, dtype=tiles.dtype, device=tiles.device)
+    count = torch.zeros(B, C, size, size, dtype=tiles.dtype, device=tiles.device)
     for n, (y, x) in enumerate(origins.tolist()):
         out[:, :, y : y + t, x : x + t] += tiles[:, n] * weights
         count[:, :, y : y + t, x : x + t] += weights
