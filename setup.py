@@ -53,7 +53,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 with_cuda = _want_cuda(torch.version.cuda, root)
 include_dirs = [os.path.join(here, "csrc", "include")]
 cxx_flags = ["-O3", "-fopenmp"]  # torch adds -std=c++20, which its headers need
-sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+sources = ["csrc/ops.cpp", "csrc/output_cache.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
 
 if with_cuda:
     archs = os.environ["TORCH_CUDA_ARCH_LIST"]

@@ -5,30 +5,16 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include "hypir_kernels/launch.h"
-#include <cstdlib>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace hk {
 
-// A CPU output tensor whose large interior is backed by transparent huge pages where the kernel
-// allows it (THP "madvise" mode is the common default). A fresh multi-MB output otherwise costs
-// one page fault per 4 KiB on first write, which is a large part of a streaming kernel's time.
-// HYPIR_KERNELS_HUGEPAGES=0 turns the advice off (read per call, so benchmarks can compare).
-inline at::Tensor empty_cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  auto out = at::empty(sizes, options);
-  const char* env = std::getenv("HYPIR_KERNELS_HUGEPAGES");
-  if (env != nullptr && env[0] == '0') return out;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-  const uintptr_t end = begin + out.nbytes();
-  const uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1), hi = end & ~(kHuge - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advisory only
-#endif
-  return out;
-}
+// Large CPU outputs come from a small cache of freed output buffers (output_cache.cpp): a fresh
+// multi-MB buffer costs one page fault per 4 KiB on first write, a large part of a streaming
+// kernel's time; a reused one is already mapped. HYPIR_KERNELS_CPU_CACHE_MB bounds the cache
+// (default 1024, 0 disables it); hypir_kernels.empty_cpu_cache() releases it.
+at::Tensor empty_cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+int64_t cpu_cache_bytes();
+void empty_cpu_cache();
 
 inline DType to_dtype(const at::Tensor& t, const char* name) {
   switch (t.scalar_type()) {

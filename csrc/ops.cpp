@@ -50,8 +50,19 @@ static PyObject* build_info(PyObject*, PyObject*) {
   return Py_BuildValue("{s:O,s:s}", "cuda", cuda ? Py_True : Py_False, "cuda_archs", HK_CUDA_ARCHS);
 }
 
+static PyObject* cpu_cache_bytes(PyObject*, PyObject*) {
+  return PyLong_FromLongLong(hk::cpu_cache_bytes());
+}
+
+static PyObject* empty_cpu_cache(PyObject*, PyObject*) {
+  hk::empty_cpu_cache();
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef kMethods[] = {
     {"build_info", build_info, METH_NOARGS, "Which parts of the extension were compiled."},
+    {"cpu_cache_bytes", cpu_cache_bytes, METH_NOARGS, "Bytes held by the CPU output cache."},
+    {"empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Free the CPU output cache."},
     {nullptr, nullptr, 0, nullptr}};
 
 static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, kMethods};

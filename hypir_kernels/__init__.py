@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _extension  # noqa: F401  (loads the C++ op registrations first)
+from ._extension import cpu_cache_bytes, empty_cpu_cache  # noqa: E402
 from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 
@@ -24,6 +25,8 @@ __all__ = [
     "WEIGHTS",
     "__version__",
     "blend_tiles",
+    "cpu_cache_bytes",
+    "empty_cpu_cache",
     "info",
     "plan_tiles",
     "tiled_apply",

@@ -45,3 +45,18 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     if _C is None:
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"hypir_kernels::{op}", dispatch_key)
+
+
+def cpu_cache_bytes() -> int:
+    """Bytes held by the cache of freed large CPU outputs (0 without the extension)."""
+    return 0 if _C is None else int(_C.cpu_cache_bytes())
+
+
+def empty_cpu_cache() -> None:
+    """Free the buffers held by the CPU output cache.
+
+    Large CPU outputs of the C++ kernels reuse freed output buffers instead of faulting in fresh
+    pages (``HYPIR_KERNELS_CPU_CACHE_MB`` bounds the cache, default 1024, 0 disables it).
+    """
+    if _C is not None:
+        _C.empty_cpu_cache()

@@ -38,6 +38,7 @@ def collect() -> dict:
         "extension_cuda_archs": _extension.cuda_archs(),
         "extension_error": None if _extension.import_error() is None else str(_extension.import_error()),
         "forced_backend": backend.forced_backend(),
+        "cpu_output_cache_bytes": _extension.cpu_cache_bytes(),
         "ops": ops,
     }
 
@@ -54,6 +55,7 @@ def format_info(data: dict) -> str:
     if data["extension_error"]:
         lines.append(f"              import error: {data['extension_error']}")
     lines.append(f"forced        {data['forced_backend'] or 'none (automatic)'}")
+    lines.append(f"CPU out cache {data['cpu_output_cache_bytes'] / 2**20:.1f} MiB held")
     lines.append("")
     lines.append(f"{'op':<16}{'CPU tensors':<14}{'CUDA tensors':<14}{'C++ registered':<16}implemented")
     for name, row in data["ops"].items():

@@ -49,3 +49,54 @@ def test_public_ops_are_torch_library_ops():
     assert hasattr(torch.ops.hypir_kernels, "blend_tiles")
     assert hasattr(torch.ops.hypir_kernels, "_blend_tiles")
     assert _extension.has_kernel("_blend_tiles_pixelwise", "CPU")
+
+
+def _big_blend():
+    # 1 x 3 x 400 x 400 float32 = 1.9 MB output: large enough for the CPU output cache.
+    o = hk.plan_tiles(400, 400, 128, 112)
+    tiles = torch.randn(1, o.shape[0], 3, 128, 128)
+    return tiles, o
+
+
+def test_cpu_output_cache_reuses_freed_buffers_only():
+    hk.empty_cpu_cache()
+    tiles, o = _big_blend()
+    with hk.use_backend("reference"):
+        ref = hk.blend_tiles(tiles, o, 400, 400)
+    a = hk.blend_tiles(tiles, o, 400, 400)
+    b = hk.blend_tiles(tiles * 2, o, 400, 400)
+    assert a.data_ptr() != b.data_ptr()  # live outputs never share memory
+    torch.testing.assert_close(a, ref)
+    torch.testing.assert_close(b, ref * 2)
+    ptr = a.data_ptr()
+    del a
+    assert hk.cpu_cache_bytes() >= 400 * 400 * 3 * 4
+    c = hk.blend_tiles(tiles, o, 400, 400)
+    assert c.data_ptr() == ptr and hk.cpu_cache_bytes() == 0  # reused, fully overwritten
+    torch.testing.assert_close(c, ref)
+    torch.testing.assert_close(b, ref * 2)
+    del b, c
+    assert hk.cpu_cache_bytes() > 0
+    hk.empty_cpu_cache()
+    assert hk.cpu_cache_bytes() == 0
+
+
+def test_cpu_output_cache_can_be_disabled(monkeypatch):
+    monkeypatch.setenv("HYPIR_KERNELS_CPU_CACHE_MB", "0")
+    hk.empty_cpu_cache()
+    tiles, o = _big_blend()
+    out = hk.blend_tiles(tiles, o, 400, 400)
+    del out
+    assert hk.cpu_cache_bytes() == 0
+
+
+def test_cached_outputs_behave_like_tensors():
+    tiles, o = _big_blend()
+    tiles.requires_grad_(True)
+    out = hk.blend_tiles(tiles, o, 400, 400)
+    out.square().sum().backward()
+    assert tiles.grad is not None and tiles.grad.shape == tiles.shape
+    out2 = hk.blend_tiles(tiles.detach(), o, 400, 400)
+    out2.add_(1)  # in-place on a cached buffer
+    out2[0, 0, 0, 0] = 5.0
+    assert out2[0, 0, 0, 0].item() == 5.0
