@@ -69,4 +69,29 @@ inline blend::Geometry blend_geometry(const at::Tensor& tiles, const at::Tensor&
   return g;
 }
 
+// Validates the separable-filter kernel-op arguments; taps must already be in the accumulation
+// dtype (float64 for float64 x, else float32) and on x's device.
+inline SeparableGeometry separable_geometry(const at::Tensor& x, const at::Tensor& wy,
+                                            const at::Tensor& wx, int64_t pad, bool adjoint) {
+  TORCH_CHECK_VALUE(x.dim() == 4, "x: expected [B, C, H, W], got ", x.dim(), " dims");
+  to_dtype(x, "x");
+  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  for (const auto* t : {&wy, &wx}) {
+    const char* name = t == &wy ? "wy" : "wx";
+    TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == x.size(0) && t->size(1) % 2 == 1 &&
+                          t->is_contiguous() && t->scalar_type() == acc &&
+                          t->device() == x.device(),
+                      name, ": expected contiguous [B, k] taps with odd k, dtype ", acc,
+                      ", on ", x.device());
+  }
+  TORCH_CHECK_VALUE(pad >= 0 && pad <= 3, "padding: unknown code ", pad);
+  SeparableGeometry g;
+  g.B = x.size(0); g.C = x.size(1); g.H = x.size(2); g.W = x.size(3);
+  g.ky = wy.size(1); g.kx = wx.size(1);
+  for (int d = 0; d < 4; ++d) g.sx[d] = x.stride(d);
+  g.pad = int(pad);
+  g.adjoint = adjoint;
+  return g;
+}
+
 }  // namespace hk

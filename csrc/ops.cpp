@@ -22,10 +22,22 @@ at::Tensor blend_tiles_cpu_op(const at::Tensor& tiles, const at::Tensor& ys, con
   return out;
 }
 
+at::Tensor separable_filter_cpu_op(const at::Tensor& x, const at::Tensor& wy, const at::Tensor& wx,
+                                   int64_t pad, bool adjoint) {
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
+  const auto g = separable_geometry(x, wy, wx, pad, adjoint);
+  auto out = empty_cpu_output({g.B, g.C, g.H, g.W}, x.options());
+  separable_filter_cpu(to_dtype(x, "x"), x.const_data_ptr(), wy.const_data_ptr(),
+                       wx.const_data_ptr(), g, out.data_ptr());
+  return out;
+}
+
 }  // namespace
 }  // namespace hk
 
 TORCH_LIBRARY(hypir_kernels, m) {
+  // x [B, C, H, W] filtered along W with wx [B, kx], then along H with wy [B, ky]; or the adjoint.
+  m.def("_separable_filter(Tensor x, Tensor wy, Tensor wx, int pad, bool adjoint) -> Tensor");
   m.def(
       "_blend_tiles(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, int weight, "
       "int overlap_y, int overlap_x) -> Tensor");
@@ -38,6 +50,7 @@ TORCH_LIBRARY(hypir_kernels, m) {
 TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_blend_tiles", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu>);
   m.impl("_blend_tiles_pixelwise", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu_pixelwise>);
+  m.impl("_separable_filter", &hk::separable_filter_cpu_op);
 }
 
 // A Python module, so that `import hypir_kernels._C` loads the registrations above.

@@ -11,6 +11,7 @@ from . import _extension  # noqa: F401  (loads the C++ op registrations first)
 from ._extension import cpu_cache_bytes, empty_cpu_cache  # noqa: E402
 from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
+from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
 
 
 def info() -> dict:
@@ -22,11 +23,14 @@ def info() -> dict:
 
 __all__ = [
     "BACKENDS",
+    "PADDINGS",
     "WEIGHTS",
     "__version__",
     "blend_tiles",
     "cpu_cache_bytes",
     "empty_cpu_cache",
+    "gaussian_blur",
+    "gaussian_blur_adjoint",
     "info",
     "plan_tiles",
     "tiled_apply",

@@ -23,7 +23,24 @@ at::Tensor blend_tiles_cuda_op(const at::Tensor& tiles, const at::Tensor& ys,
   return out;
 }
 
+at::Tensor separable_filter_cuda_op(const at::Tensor& x, const at::Tensor& wy,
+                                    const at::Tensor& wx, int64_t pad, bool adjoint) {
+  TORCH_CHECK_VALUE(x.device().is_cuda(), "x: expected a CUDA tensor");
+  const auto g = separable_geometry(x, wy, wx, pad, adjoint);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto out = at::empty({g.B, g.C, g.H, g.W}, x.options());
+  auto scratch = at::empty({g.B, g.C, g.H, g.W}, x.options().dtype(wy.scalar_type()));
+  const int err = separable_filter_cuda(to_dtype(x, "x"), x.const_data_ptr(), wy.const_data_ptr(),
+                                        wx.const_data_ptr(), g, scratch.data_ptr(), out.data_ptr(),
+                                        c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, "separable_filter CUDA launch failed with cudaError ", err);
+  return out;
+}
+
 }  // namespace
 }  // namespace hk
 
-TORCH_LIBRARY_IMPL(hypir_kernels, CUDA, m) { m.impl("_blend_tiles", &hk::blend_tiles_cuda_op); }
+TORCH_LIBRARY_IMPL(hypir_kernels, CUDA, m) {
+  m.impl("_blend_tiles", &hk::blend_tiles_cuda_op);
+  m.impl("_separable_filter", &hk::separable_filter_cuda_op);
+}

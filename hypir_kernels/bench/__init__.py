@@ -82,7 +82,30 @@ def _bench_blend_cuda(b, case: str, repeats: int) -> list[Row]:
     return rows
 
 
-FAMILIES: dict[str, Callable[[int], list[Row]]] = {"blend": bench_blend}
+def bench_blur(repeats: int) -> list[Row]:
+    from . import blur as b
+    from .. import use_backend
+
+    x = b.make_input()
+    rows = []
+    for k, sigma in b.CASES:
+        with use_backend("reference"):
+            ref = b.ours(x[:2], k, sigma)
+        err = (b.ours(x[:2], k, sigma) - ref).abs().max().item()
+        check = f"max|ours-ref| {err:.1e} {'ok' if err <= 1e-5 else 'FAIL'}"
+        case = f"{list(b.SHAPE)} {k}x{k} sigma {sigma:g} reflect"
+        ours_ms = time_ms(lambda: b.ours(x, k, sigma), repeats=repeats)
+        weight = b.filter_2d(k, sigma).expand(x.shape[1], 1, k, k).contiguous()
+        rows.append(Row("gaussian_blur", case, ours_ms, "torch conv2d depthwise", time_ms(lambda: b.conv2d_depthwise(x, weight), repeats=repeats), check))
+        try:
+            physics = b.deepinv_blur(k, sigma)
+            rows.append(Row("gaussian_blur", case, ours_ms, "deepinv Blur", time_ms(lambda: physics.A(x), repeats=repeats), check))
+        except ImportError:
+            rows.append(Row("gaussian_blur", case, ours_ms, "deepinv (not installed)", float("nan"), check))
+    return rows
+
+
+FAMILIES: dict[str, Callable[[int], list[Row]]] = {"blend": bench_blend, "blur": bench_blur}
 
 
 def format_rows(rows: list[Row]) -> str:

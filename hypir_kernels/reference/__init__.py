@@ -1,3 +1,3 @@
 """Pure-torch references: the test oracle and the last-resort backend of every op. Written for
 clarity, not speed."""
-from . import blend  # noqa: F401
+from . import blend, blur  # noqa: F401

@@ -30,3 +30,4 @@ def test_main_job_prints_a_table_with_ratios():
     assert res.returncode == 0, res.stdout + res.stderr
     assert "accumulate+count loop" in res.stdout and "diffusers blend_v/blend_h" in res.stdout
     assert "x |" in res.stdout and "ok" in res.stdout
+    assert "gaussian_blur" in res.stdout and "deepinv Blur" in res.stdout and "FAIL" not in res.stdout

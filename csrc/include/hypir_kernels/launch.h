@@ -2,6 +2,7 @@
 // validate tensors and call these with raw pointers.
 #pragma once
 #include "hypir_kernels/blend.h"
+#include "hypir_kernels/filter.h"
 
 namespace hk {
 
@@ -17,5 +18,27 @@ void blend_tiles_cpu_pixelwise(DType dtype, const void* tiles, const int64_t* ys
 // Returns a cudaError_t value (0 on success); `stream` is a cudaStream_t.
 int blend_tiles_cuda(DType dtype, const void* tiles, const int64_t* ys, const int64_t* xs,
                      const blend::Geometry& g, void* out, void* stream);
+
+}  // namespace hk
+
+namespace hk {
+
+// Separable per-sample filtering of x [B, C, H, W] (strides sx[4], in elements) into a
+// contiguous out [B, C, H, W]: along W with taps wx [B, kx], then along H with wy [B, ky] (odd
+// k; taps in the accumulation type: float64 for float64 data, else float32). adjoint=true
+// applies the exact adjoint (folded borders).
+struct SeparableGeometry {
+  int64_t B, C, H, W, ky, kx;
+  int64_t sx[4];
+  int pad;
+  bool adjoint;
+};
+
+void separable_filter_cpu(DType dtype, const void* x, const void* wy, const void* wx,
+                          const SeparableGeometry& g, void* out);
+
+// scratch: B*C*H*W elements of the accumulation type (device memory).
+int separable_filter_cuda(DType dtype, const void* x, const void* wy, const void* wx,
+                          const SeparableGeometry& g, void* scratch, void* out, void* stream);
 
 }  // namespace hk
