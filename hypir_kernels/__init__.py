@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from . import _extension  # noqa: F401  (loads the C++ op registrations first)
 from ._extension import cpu_cache_bytes, empty_cpu_cache  # noqa: E402
+from .attention_op import HEAD_DIMS, attention  # noqa: E402
 from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
@@ -23,9 +24,11 @@ def info() -> dict:
 
 __all__ = [
     "BACKENDS",
+    "HEAD_DIMS",
     "PADDINGS",
     "WEIGHTS",
     "__version__",
+    "attention",
     "blend_tiles",
     "cpu_cache_bytes",
     "empty_cpu_cache",

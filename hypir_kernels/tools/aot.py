@@ -95,7 +95,9 @@ def compile_config(config, arch: int) -> Resources:
         raise RuntimeError(
             f"{config.name}: kernel is not a compiled-mode JITFunction (is TRITON_INTERPRET set?)"
         )
-    src = ASTSource(fn=config.kernel, signature=config.signature, constexprs=config.constexprs)
+    names = config.kernel.arg_names
+    attrs = {(names.index(a),): [["tt.divisibility", 16]] for a in config.divisible_by_16}
+    src = ASTSource(fn=config.kernel, signature=config.signature, constexprs=config.constexprs, attrs=attrs)
     kernel = triton.compile(
         src,
         target=GPUTarget("cuda", arch, 32),
@@ -105,7 +107,23 @@ def compile_config(config, arch: int) -> Resources:
     return Resources(config.name, arch, regs, stores, loads, stack, int(kernel.metadata.shared), SHARED_LIMIT[arch])
 
 
-def compile_all(archs=ARCHS) -> list[Resources]:
+def _compile_nth(job: tuple[int, int]) -> Resources:
     from ..triton import aot_configs
 
-    return [compile_config(cfg, arch) for cfg in aot_configs() for arch in archs]
+    index, arch = job
+    return compile_config(aot_configs()[index], arch)
+
+
+def compile_all(archs=ARCHS, workers: int | None = None) -> list[Resources]:
+    """Compile every shipped configuration for every arch, ``workers`` processes in parallel
+    (default: one per CPU); results in configuration order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ..triton import aot_configs
+
+    jobs = [(i, arch) for i in range(len(aot_configs())) for arch in archs]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        return [_compile_nth(job) for job in jobs]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_compile_nth, jobs))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Kernel modules whose configurations the AOT check and gpu_report compile.
-KERNEL_MODULES = ("hypir_kernels.triton.blend",)
+KERNEL_MODULES = ("hypir_kernels.triton.blend", "hypir_kernels.triton.attention")
 
 
 def triton_available() -> bool:
@@ -34,6 +34,9 @@ class AotConfig:
     kernel: Any  # the @triton.jit function
     signature: dict[str, str]  # argument -> Triton type ("*fp32", "i32", "constexpr", ...)
     constexprs: dict[str, Any] = field(default_factory=dict)
+    # Arguments Triton's runtime specialisation would mark 16-divisible (pointers from torch's
+    # allocator, strides of aligned layouts); the compiled code assumes it, as at run time.
+    divisible_by_16: tuple[str, ...] = ()
     num_warps: int = 4
     num_stages: int = 3
 

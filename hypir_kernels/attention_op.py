@@ -1,0 +1,139 @@
+"""Scaled dot-product attention for diffusion UNets: self- and cross-attention (``Sq != Sk``), any
+sequence lengths, the head dims diffusion models use, forward and backward.
+
+Backends: ``triton`` (flash-style kernels in :mod:`hypir_kernels.triton.attention`; CUDA tensors,
+or CPU tensors under ``TRITON_INTERPRET=1``) and ``reference``
+(``torch.nn.functional.scaled_dot_product_attention``, which is what CPU tensors take: on the CPU
+it is already a blocked flash kernel). The Triton path is the pair of library ops
+``torch.ops.hypir_kernels.attention_forward`` (returns the output and the log-sum-exp) and
+``torch.ops.hypir_kernels.attention_backward``, joined by autograd.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from . import backend
+from ._checks import check_tensor
+
+# Head dims the Triton kernels are compiled for (SD1.5 40, SD2 64, Flux/SD3 128, ...); the same
+# set is accepted on every backend so code that runs on the CPU also runs on the GPU.
+HEAD_DIMS = (32, 40, 64, 80, 96, 128, 160, 256)
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _check(q, k, v, scale) -> float:
+    check_tensor("q", q, dims=4, dtypes=_DTYPES)
+    check_tensor("k", k, dims=4, dtypes=_DTYPES)
+    check_tensor("v", v, dims=4, dtypes=_DTYPES)
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name}: expected the dtype of q ({q.dtype}), got {t.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name}: expected the device of q ({q.device}), got {t.device}")
+        for axis, what in ((0, "batch"), (1, "heads"), (3, "head dim")):
+            if t.shape[axis] != q.shape[axis]:
+                raise ValueError(
+                    f"{name}: {what} (dim {axis}) must match q's {q.shape[axis]}; got shape {tuple(t.shape)} "
+                    f"for q {tuple(q.shape)} (expected q [B, H, Sq, D], k and v [B, H, Sk, D])"
+                )
+    if v.shape[2] != k.shape[2]:
+        raise ValueError(f"v: sequence length (dim 2) must match k's {k.shape[2]}, got shape {tuple(v.shape)}")
+    if k.shape[2] < 1:
+        raise ValueError(f"k: needs at least one key (Sk >= 1), got shape {tuple(k.shape)}")
+    head_dim = q.shape[3]
+    if head_dim not in HEAD_DIMS:
+        raise ValueError(f"q: head dim (dim 3) must be one of {HEAD_DIMS}, got {head_dim}")
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale == 0:
+        raise ValueError(f"scale: expected a finite non-zero number or None, got {scale!r}")
+    return float(scale)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """``softmax(q k^T * scale) v`` per batch and head.
+
+    Args:
+        q: ``[B, H, Sq, D]``; any strides (diffusers' transposed ``[B, S, H, D]`` views included).
+        k, v: ``[B, H, Sk, D]``, same dtype and device as ``q``; ``Sk >= 1``, ``Sk`` may differ
+            from ``Sq`` (cross-attention, e.g. 77 text tokens).
+        scale: softmax scale, default ``1 / sqrt(D)``.
+
+    ``D`` must be in :data:`HEAD_DIMS`. dtypes float16, bfloat16, float32 (accumulation in fp32);
+    float64 on the reference backend only. Returns ``[B, H, Sq, D]`` in ``q``'s dtype; on the
+    Triton path its memory is laid out ``[B, Sq, H, D]`` so that merging heads afterwards
+    (``transpose(1, 2).reshape(B, Sq, H * D)``) is free.
+    """
+    scale = _check(q, k, v, scale)
+    return backend.dispatch("attention", q.device)(q, k, v, scale)
+
+
+def _sdpa(q, k, v, scale):
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
+
+
+def _triton(q, k, v, scale):
+    if q.dtype not in _TRITON_DTYPES:
+        raise ValueError(f"q: the triton backend supports float16, bfloat16 and float32, got {q.dtype}")
+    return torch.ops.hypir_kernels.attention_forward(q, k, v, scale)[0]
+
+
+backend.register("attention", triton=_triton, reference=_sdpa)
+
+
+def _empty_output(q: torch.Tensor) -> torch.Tensor:
+    B, H, SQ, D = q.shape
+    return q.new_empty((B, SQ, H, D)).transpose(1, 2)
+
+
+@torch.library.custom_op("hypir_kernels::attention_forward", mutates_args=())
+def _attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton forward: (output [B, H, Sq, D], log-sum-exp [B, H, Sq] fp32)."""
+    from .triton import attention as kernels
+
+    out = _empty_output(q)
+    lse = kernels.forward(q, k, v, scale, out)
+    return out, lse
+
+
+@_attention_forward.register_fake
+def _(q, k, v, scale):
+    B, H, SQ, _ = q.shape
+    return _empty_output(q), q.new_empty((B, H, SQ), dtype=torch.float32)
+
+
+@torch.library.custom_op("hypir_kernels::attention_backward", mutates_args=())
+def _attention_backward(
+    grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triton backward: (dq, dk, dv)."""
+    from .triton import attention as kernels
+
+    return kernels.backward(grad_out, q, k, v, out, lse, scale)
+
+
+@_attention_backward.register_fake
+def _(grad_out, q, k, v, out, lse, scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.scale = scale
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, grad_out, _grad_lse):
+    q, k, v, out, lse = ctx.saved_tensors
+    dq, dk, dv = torch.ops.hypir_kernels.attention_backward(grad_out, q, k, v, out, lse, ctx.scale)
+    return dq, dk, dv, None
+
+
+_attention_forward.register_autograd(_backward, setup_context=_setup_context)
