@@ -105,7 +105,43 @@ def bench_blur(repeats: int) -> list[Row]:
     return rows
 
 
-FAMILIES: dict[str, Callable[[int], list[Row]]] = {"blend": bench_blend, "blur": bench_blur}
+def bench_attention(repeats: int) -> list[Row]:
+    from . import attention as b
+
+    try:
+        ours_unet, default_unet = b.make_unet("ours"), b.make_unet("default")
+    except ImportError:
+        return [Row("attention", "UNet processor", float("nan"), "diffusers (not installed)", float("nan"), "")]
+    inputs = b.unet_inputs()
+    err = (b.run_unet(ours_unet, inputs) - b.run_unet(default_unet, inputs)).abs().max().item()
+    check = f"max|ours-default| {err:.1e} {'ok' if err <= 1e-4 else 'FAIL'}"
+    case = f"UNet fwd, B={b.BATCH}, 1024+256 tok, D=64"
+    rows = [Row("attention", case, time_ms(lambda: b.run_unet(ours_unet, inputs), repeats=repeats),
+                "diffusers AttnProcessor2_0", time_ms(lambda: b.run_unet(default_unet, inputs), repeats=repeats), check)]
+    if torch.cuda.is_available():
+        rows.extend(_bench_attention_cuda(b, repeats))
+    return rows
+
+
+def _bench_attention_cuda(b, repeats: int) -> list[Row]:
+    impls = b.implementations()
+    rows = []
+    for shape in b.sd2_shapes(512) + b.sd2_shapes(1024):
+        for backward in (False, True):
+            q, k, v, go = b.make_qkv(shape, requires_grad=backward)
+            with torch.no_grad():
+                err = (impls["ours"](q, k, v).float() - impls["sdpa_flash"](q, k, v).float()).abs().max().item()
+            check = f"max|ours-flash| {err:.1e} {'ok' if err <= 2e-2 else 'FAIL'}"
+            times = {name: time_ms(lambda: b.step(fn, q, k, v, go, backward), repeats=repeats) for name, fn in impls.items()}
+            tflops = shape.flops(backward) / (times["ours"] * 1e-3) / 1e12
+            case = f"{shape.name} {'fwd+bwd' if backward else 'fwd'} bf16 ({tflops:.0f} TFLOP/s)"
+            for name in impls:
+                if name != "ours":
+                    rows.append(Row("attention", case, times["ours"], name, times[name], check))
+    return rows
+
+
+FAMILIES: dict[str, Callable[[int], list[Row]]] = {"blend": bench_blend, "blur": bench_blur, "attention": bench_attention}
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -31,3 +31,15 @@ def test_main_job_prints_a_table_with_ratios():
     assert "accumulate+count loop" in res.stdout and "diffusers blend_v/blend_h" in res.stdout
     assert "x |" in res.stdout and "ok" in res.stdout
     assert "gaussian_blur" in res.stdout and "deepinv Blur" in res.stdout and "FAIL" not in res.stdout
+    assert "diffusers AttnProcessor2_0" in res.stdout
+
+
+def test_attention_shapes_and_flops():
+    from hypir_kernels.bench import attention
+
+    shapes = attention.sd2_shapes(512)
+    assert [(s.sq, s.heads) for s in shapes if "self" in s.name] == [(4096, 5), (1024, 10), (256, 20), (64, 20)]
+    assert {s.sk for s in shapes if "cross" in s.name} == {77}
+    assert [s.sq for s in attention.sd2_shapes(1024) if "self" in s.name] == [16384, 4096, 1024, 256]
+    s = shapes[0]
+    assert s.flops(False) == 4 * 2 * 5 * 4096 * 4096 * 64 and s.flops(True) == 3.5 * s.flops(False)
