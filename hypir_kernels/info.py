@@ -57,10 +57,11 @@ def format_info(data: dict) -> str:
     lines.append(f"forced        {data['forced_backend'] or 'none (automatic)'}")
     lines.append(f"CPU out cache {data['cpu_output_cache_bytes'] / 2**20:.1f} MiB held")
     lines.append("")
-    lines.append(f"{'op':<16}{'CPU tensors':<14}{'CUDA tensors':<14}{'C++ registered':<16}implemented")
+    width = max([len("op")] + [len(name) for name in data["ops"]]) + 2
+    lines.append(f"{'op':<{width}}{'CPU tensors':<14}{'CUDA tensors':<14}{'C++ registered':<16}implemented")
     for name, row in data["ops"].items():
         reg = ",".join(row.get("registered", [])) or "-"
-        lines.append(f"{name:<16}{row['cpu']:<14}{row['cuda']:<14}{reg:<16}{','.join(row['implemented'])}")
+        lines.append(f"{name:<{width}}{row['cpu']:<14}{row['cuda']:<14}{reg:<16}{','.join(row['implemented'])}")
     return "\n".join(lines)
 
 
