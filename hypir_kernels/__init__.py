@@ -13,6 +13,7 @@ from .attention_op import HEAD_DIMS, attention  # noqa: E402
 from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
+from .lora import lora_conv2d, lora_linear  # noqa: E402
 
 
 def info() -> dict:
@@ -35,6 +36,8 @@ __all__ = [
     "gaussian_blur",
     "gaussian_blur_adjoint",
     "info",
+    "lora_conv2d",
+    "lora_linear",
     "plan_tiles",
     "tiled_apply",
     "use_backend",

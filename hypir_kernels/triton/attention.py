@@ -22,24 +22,11 @@ import triton
 import triton.language as tl
 
 from ..attention_op import HEAD_DIMS
-from . import AotConfig, interpreter_active
+from . import AotConfig
+from .util import bf16_dot_in_fp32, dot
 
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 _TENSOR_ARGS = ("Q", "K", "V", "O", "DO", "DQ", "DK", "DV")  # kernel pointer args in the input dtype
-
-
-@triton.jit
-def _dot(a, b, BF16_IN_FP32: tl.constexpr):
-    """fp32-accumulated ``a @ b``; fp32 operands multiply exactly (no TF32). ``BF16_IN_FP32`` is
-    set only under the interpreter, whose ``tl.dot`` multiplies the raw bits of bfloat16 operands
-    (Triton 3.8): it upcasts them first, which gives the same products (bf16 x bf16 is exact in
-    fp32). Compiled kernels never set it."""
-    if BF16_IN_FP32:
-        if a.dtype == tl.bfloat16:
-            a = a.to(tl.float32)
-        if b.dtype == tl.bfloat16:
-            b = b.to(tl.float32)
-    return tl.dot(a, b, input_precision="ieee")
 
 
 @triton.jit
@@ -77,7 +64,7 @@ def _attn_fwd_kernel(
         col_ok = cols < SK
         k_t = tl.load(k_base + cols[None, :].to(tl.int64) * sk_s + offs_d[:, None] * sk_d,
                       mask=d_ok[:, None] & col_ok[None, :], other=0.0)  # [BLOCK_D, BLOCK_N]
-        s = _dot(q, k_t, BF16_DOT_IN_FP32) * qk_scale
+        s = dot(q, k_t, BF16_DOT_IN_FP32) * qk_scale
         s = tl.where(col_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: every key block has a valid column
         alpha = tl.math.exp2(m_i - m_new)
@@ -85,7 +72,7 @@ def _attn_fwd_kernel(
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_base + cols[:, None].to(tl.int64) * sv_s + offs_d[None, :] * sv_d,
                     mask=col_ok[:, None] & d_ok[None, :], other=0.0)
-        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, BF16_DOT_IN_FP32)
+        acc = acc * alpha[:, None] + dot(p.to(v.dtype), v, BF16_DOT_IN_FP32)
         m_i = m_new
 
     out = acc / l_i[:, None]
@@ -158,16 +145,16 @@ def _attn_bwd_dkdv_kernel(
         r64 = rows[None, :].to(tl.int64)
         q_t = tl.load(q_base + r64 * sq_s + offs_d[:, None] * sq_d, mask=d_ok[:, None] & row_ok[None, :], other=0.0)
         lse = tl.load(LSE + stats + rows, mask=row_ok, other=0.0)
-        s_t = _dot(k, q_t, BF16_DOT_IN_FP32) * qk_scale  # [BLOCK_N, BLOCK_M]
+        s_t = dot(k, q_t, BF16_DOT_IN_FP32) * qk_scale  # [BLOCK_N, BLOCK_M]
         p_t = tl.math.exp2(s_t - lse[None, :] * 1.4426950408889634)
         p_t = tl.where(col_ok[:, None] & row_ok[None, :], p_t, 0.0)
         do = tl.load(do_base + rows[:, None].to(tl.int64) * sdo_s + offs_d[None, :] * sdo_d,
                      mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-        dv += _dot(p_t.to(do.dtype), do, BF16_DOT_IN_FP32)
+        dv += dot(p_t.to(do.dtype), do, BF16_DOT_IN_FP32)
         delta = tl.load(DELTA + stats + rows, mask=row_ok, other=0.0)
-        dp_t = _dot(v, tl.trans(do), BF16_DOT_IN_FP32)
+        dp_t = dot(v, tl.trans(do), BF16_DOT_IN_FP32)
         ds_t = p_t * (dp_t - delta[None, :])
-        dk += _dot(ds_t.to(q_t.dtype), tl.trans(q_t), BF16_DOT_IN_FP32)
+        dk += dot(ds_t.to(q_t.dtype), tl.trans(q_t), BF16_DOT_IN_FP32)
 
     dk *= sm_scale
     tl.store(DK + b * sdk_b + h * sdk_h + c64 * sdk_s + offs_d[None, :] * sdk_d, dk.to(DK.dtype.element_ty), mask=kv_mask)
@@ -215,12 +202,12 @@ def _attn_bwd_dq_kernel(
         c64 = cols[None, :].to(tl.int64)
         k_t = tl.load(k_base + c64 * sk_s + offs_d[:, None] * sk_d, mask=kv_t_mask, other=0.0)
         v_t = tl.load(v_base + c64 * sv_s + offs_d[:, None] * sv_d, mask=kv_t_mask, other=0.0)
-        s = _dot(q, k_t, BF16_DOT_IN_FP32) * qk_scale
+        s = dot(q, k_t, BF16_DOT_IN_FP32) * qk_scale
         p = tl.math.exp2(s - lse2[:, None])
         p = tl.where(row_ok[:, None] & col_ok[None, :], p, 0.0)
-        dp = _dot(do, v_t, BF16_DOT_IN_FP32)
+        dp = dot(do, v_t, BF16_DOT_IN_FP32)
         ds = p * (dp - delta[:, None])
-        dq += _dot(ds.to(k_t.dtype), tl.trans(k_t), BF16_DOT_IN_FP32)
+        dq += dot(ds.to(k_t.dtype), tl.trans(k_t), BF16_DOT_IN_FP32)
 
     dq *= sm_scale
     tl.store(DQ + b * sdq_b + h * sdq_h + r64 * sdq_s + offs_d[None, :] * sdq_d, dq.to(DQ.dtype.element_ty), mask=q_mask)
@@ -277,10 +264,6 @@ def _strides(t: torch.Tensor):
     return tuple(t.stride())
 
 
-def _bf16_dot_in_fp32(dtype: torch.dtype) -> bool:
-    return dtype == torch.bfloat16 and interpreter_active()
-
-
 def _unit_head_stride(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
 
@@ -300,7 +283,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, out
         q, k, v, out, lse, scale, H, SQ, SK,
         *_strides(q), *_strides(k), *_strides(v), *_strides(out),
         HEAD_DIM=D, BLOCK_D=block_d(D), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        BF16_DOT_IN_FP32=_bf16_dot_in_fp32(q.dtype),
+        BF16_DOT_IN_FP32=bf16_dot_in_fp32(q.dtype),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return lse
@@ -325,14 +308,14 @@ def backward(grad_out, q, k, v, out, lse, scale: float) -> tuple[torch.Tensor, t
     _attn_bwd_dkdv_kernel[(triton.cdiv(SK, kv.block_n), B * H)](
         q, k, v, grad_out, lse, delta, dk, dv, scale, H, SQ, SK,
         *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dk), *_strides(dv),
-        HEAD_DIM=D, BLOCK_D=bd, BLOCK_M=kv.block_m, BLOCK_N=kv.block_n, BF16_DOT_IN_FP32=_bf16_dot_in_fp32(q.dtype),
+        HEAD_DIM=D, BLOCK_D=bd, BLOCK_M=kv.block_m, BLOCK_N=kv.block_n, BF16_DOT_IN_FP32=bf16_dot_in_fp32(q.dtype),
         num_warps=kv.num_warps, num_stages=kv.num_stages,
     )
     qc = block_config("dq", D, q.dtype)
     _attn_bwd_dq_kernel[(triton.cdiv(SQ, qc.block_m), B * H)](
         q, k, v, grad_out, lse, delta, dq, scale, H, SQ, SK,
         *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dq),
-        HEAD_DIM=D, BLOCK_D=bd, BLOCK_M=qc.block_m, BLOCK_N=qc.block_n, BF16_DOT_IN_FP32=_bf16_dot_in_fp32(q.dtype),
+        HEAD_DIM=D, BLOCK_D=bd, BLOCK_M=qc.block_m, BLOCK_N=qc.block_n, BF16_DOT_IN_FP32=bf16_dot_in_fp32(q.dtype),
         num_warps=qc.num_warps, num_stages=qc.num_stages,
     )
     return dq, dk, dv
