@@ -236,7 +236,8 @@ backend.register("lora_linear_activation_backward", triton=_act_backward_triton,
 @torch.library.custom_op("hypir_kernels::lora_linear_activation", mutates_args=())
 def _lora_linear_activation(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_A: torch.Tensor,
                             lora_B: torch.Tensor, scale: float, dropout_p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Activation strategy on 2-D ``x [N, in]``: (y [N, out], h [N, r] saved for backward)."""
+    """Activation strategy on 2-D ``x [N, in]``: (y [N, out], h [N, r] saved for backward). The torch
+    path draws its dropout mask with torch.rand, the Triton path with in-kernel Philox."""
     return backend.dispatch("lora_linear_activation", x.device)(x, weight, bias, lora_A, lora_B, scale, dropout_p, seed)
 
 
@@ -247,19 +248,23 @@ def _(x, weight, bias, lora_A, lora_B, scale, dropout_p, seed):
 
 @torch.library.custom_op("hypir_kernels::lora_linear_activation_backward", mutates_args=())
 def _lora_linear_activation_backward(dy: torch.Tensor, x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, lora_A: torch.Tensor,
-                                     lora_B: torch.Tensor, scale: float, dropout_p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backend.dispatch("lora_linear_activation_backward", x.device)(dy, x, h, weight, lora_A, lora_B, scale, dropout_p, seed)
+                                     lora_B: torch.Tensor, scale: float, dropout_p: float, seed: int,
+                                     forward_backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward on the backend that ran the forward: the torch and Triton paths draw different
+    dropout masks from the same seed, and the backward must regenerate the forward's."""
+    impl = backend.REGISTRY["lora_linear_activation_backward"].impls[forward_backend]
+    return impl(dy, x, h, weight, lora_A, lora_B, scale, dropout_p, seed)
 
 
 @_lora_linear_activation_backward.register_fake
-def _(dy, x, h, weight, lora_A, lora_B, scale, dropout_p, seed):
+def _(dy, x, h, weight, lora_A, lora_B, scale, dropout_p, seed, forward_backend):
     return torch.empty_like(x), torch.empty_like(lora_A), torch.empty_like(lora_B)
 
 
 def _act_setup(ctx, inputs, output):
     x, weight, _bias, A, B, scale, p, seed = inputs
     ctx.save_for_backward(x, output[1], weight, A, B)
-    ctx.args = (scale, p, seed)
+    ctx.args = (scale, p, seed, backend.select(backend.REGISTRY["lora_linear_activation"], x.device))
     ctx.mark_non_differentiable(output[1])
 
 

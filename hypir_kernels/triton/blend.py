@@ -8,6 +8,7 @@ import triton
 import triton.language as tl
 
 from . import AotConfig
+from .util import store_rounded
 
 BLOCK_X = 512
 NUM_WARPS = 4
@@ -46,19 +47,6 @@ def _axis_weight(p, T, overlap, KIND: tl.constexpr):
             r = s * s
         w = tl.where(overlap > 0, r, 1.0)
     return w
-
-
-@triton.jit
-def _store_rounded(ptr, val, mask):
-    """Store fp32 ``val`` in the pointer's dtype, rounding to nearest even. bfloat16 is rounded
-    with integer ops because the Triton interpreter truncates (compiled code rounds anyway)."""
-    if ptr.dtype.element_ty == tl.bfloat16:
-        bits = val.to(tl.uint32, bitcast=True)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-        rounded = tl.where(val != val, 0x7FC0, rounded)  # keep nan a (quiet) nan
-        tl.store(ptr, rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True), mask=mask)
-    else:
-        tl.store(ptr, val.to(ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask)
 
 
 @triton.jit
@@ -106,7 +94,7 @@ def blend_tiles_kernel(
                 v = tl.load(row_ptr + n.to(tl.int64) * s_n + (x - ox).to(tl.int64) * s_w, mask=m, other=0.0)
                 acc += tl.where(m, (wy * wx) * v.to(tl.float32), 0.0)
     out_off = row.to(tl.int64) * OW + x
-    _store_rounded(out_ptr + out_off, acc, in_x)
+    store_rounded(out_ptr + out_off, acc, in_x)
 
 
 def blend_tiles(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x):

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from . import AotConfig
-from .util import bf16_dot_in_fp32, dot
+from .util import bf16_dot_in_fp32, dot, store_rounded
 
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 # The launches above: (name, DROP, HAS_SECOND, HAS_BIAS, strides that are 1 because the launcher
@@ -97,7 +97,7 @@ def lora_gemm_kernel(
 
     if HAS_BIAS:
         acc += tl.load(BIAS + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    tl.store(C + r64 * sc_m + c64 * sc_n, acc.to(C.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    store_rounded(C + r64 * sc_m + c64 * sc_n, acc, row_ok[:, None] & col_ok[None, :])
 
 
 def blocks(dtype: torch.dtype) -> tuple[int, int, int, int, int]:

@@ -22,6 +22,19 @@ def dot(a, b, BF16_IN_FP32: tl.constexpr):
     return tl.dot(a, b, input_precision="ieee")
 
 
+@triton.jit
+def store_rounded(ptr, val, mask):
+    """Store fp32 ``val`` in the pointer's dtype, rounding to nearest even. bfloat16 is rounded
+    with integer ops because the Triton interpreter truncates (compiled code rounds anyway)."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        bits = val.to(tl.uint32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        rounded = tl.where(val != val, 0x7FC0, rounded)  # keep nan a (quiet) nan
+        tl.store(ptr, rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True), mask=mask)
+    else:
+        tl.store(ptr, val.to(ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask)
+
+
 def bf16_dot_in_fp32(dtype: torch.dtype) -> bool:
     """The ``BF16_IN_FP32`` argument of :func:`dot` for kernels on ``dtype`` in this process."""
     return dtype == torch.bfloat16 and interpreter_active()
