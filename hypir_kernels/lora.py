@@ -20,7 +20,8 @@ Strategies
 
 Extra work over the base layer (``N`` output positions, ``K`` kernel taps, 1 for linear),
 training: activation ``3 N r (in K + out)``; weight ``4 out in K r + N out in K``. Inference:
-``N r (in K + out)`` vs ``out in K r``. So the weight strategy wins when ``N`` is large against
+``N r (in K + out)`` vs ``out in K r``. On the CPU the ``K > 1`` convolution terms are divided by
+``Device.conv_speedup`` (oneDNN convolutions beat their GEMM count). So the weight strategy wins when ``N`` is large against
 ``r`` (high-resolution layers at HYPIR's rank 256) and loses on small token counts.
 """
 from __future__ import annotations
@@ -51,10 +52,14 @@ class Device:
 
     macs_per_s: dict
     bytes_per_s: float
+    # Rate of k x k (k > 1) convolutions relative to GEMMs of the same multiply-adds: oneDNN's
+    # CPU convolutions (Winograd / direct kernels) run 3x3 layers ~2.5x faster than the GEMM count
+    # says (measured on the SD2 suite: 944M-MAC conv in 10 ms vs 36 GMAC/s for sgemm).
+    conv_speedup: float = 1.0
 
 
 DEVICES = {
-    "cpu": Device({4: 4e10, 8: 2e10, 2: 1e10}, 1e10),  # few-core AVX2 server, fp32 BLAS
+    "cpu": Device({4: 4e10, 8: 2e10, 2: 1e10}, 1e10, conv_speedup=2.5),  # few-core AVX2/AVX-512 server
     "cuda": Device({4: 2.5e13, 8: 3e13, 2: 4e14}, 2e12),  # A100/H100 class: tensor cores for 16-bit
 }
 
@@ -68,15 +73,16 @@ def strategy_costs(n: int, fan_in: int, fan_out: int, rank: int, taps: int = 1, 
     """
     dev = DEVICES["cuda" if device == "cuda" else "cpu"]
     peak = dev.macs_per_s.get(elem_bytes, dev.macs_per_s[4])
+    conv = dev.conv_speedup if taps > 1 else 1.0  # GEMM-equivalent cost of a k x k convolution MAC
     w_elems = fan_out * fan_in * taps
-    if training:
-        act_macs = 3 * n * rank * (fan_in * taps + fan_out)
-        act_bytes = elem_bytes * (n * fan_in + 6 * n * rank)  # x re-read for dA; h and g written and read
-        weight_macs = 4 * w_elems * rank + n * w_elems
-        weight_bytes = elem_bytes * 6 * w_elems  # W_eff formed twice, dW_eff written and read twice
+    passes = 3 if training else 1  # forward; backward: input and weight gradient of each product
+    # activation: conv/linear with A (x -> h) and the 1x1/linear with B (h -> out), each pass
+    act_macs = passes * n * rank * (fan_in * taps / conv + fan_out)
+    act_bytes = elem_bytes * ((n * fan_in + 6 * n * rank) if training else 2 * n * rank)  # x re-read; h, g
+    if training:  # W_eff formed twice, dA and dB from dW_eff (GEMMs); dW_eff itself (base-shaped conv)
+        weight_macs = 4 * w_elems * rank + n * w_elems / conv
+        weight_bytes = elem_bytes * 6 * w_elems
     else:
-        act_macs = n * rank * (fan_in * taps + fan_out)
-        act_bytes = elem_bytes * 2 * n * rank
         weight_macs = w_elems * rank
         weight_bytes = elem_bytes * 2 * w_elems
     return {

@@ -267,7 +267,11 @@ def test_auto_choices_on_known_shapes():
     assert lora.choose_strategy(1024, 320, 320, 256) == "weight"
     assert lora.choose_strategy(64, 1280, 1280, 256) == "activation"
     assert lora.choose_strategy(77, 1024, 320, 256) == "activation"
-    assert lora.choose_strategy(1024, 320, 320, 256, taps=9) == "weight"
+    # 3x3 conv at 1024 pixels: on the CPU oneDNN's convolutions make the activation path cheaper;
+    # on a GPU (GEMM-rate convolutions) the weight path wins
+    assert lora.choose_strategy(1024, 320, 320, 256, taps=9) == "activation"
+    assert lora.choose_strategy(1024, 320, 320, 256, taps=9, elem_bytes=2, device="cuda") == "weight"
+    assert lora.choose_strategy(1024, 320, 320, 256, taps=1) == "weight"  # 1x1 conv = linear
     assert lora.choose_strategy(1024, 320, 320, 4) == "activation"  # low rank
     assert lora.choose_strategy(1024, 320, 320, 256, dropout_p=0.1) == "activation"
     assert lora.choose_strategy(1024, 320, 320, 256, training=False) == "weight"  # inference: weight is N-free
