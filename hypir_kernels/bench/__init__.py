@@ -141,7 +141,25 @@ def _bench_attention_cuda(b, repeats: int) -> list[Row]:
     return rows
 
 
-FAMILIES: dict[str, Callable[[int], list[Row]]] = {"blend": bench_blend, "blur": bench_blur, "attention": bench_attention}
+def bench_lora(repeats: int) -> list[Row]:
+    from . import lora as b
+
+    try:
+        layers = b.sd2_lora_layers(256)
+    except ImportError:
+        return [Row("lora", "SD2 layer suite", float("nan"), "diffusers/peft (not installed)", float("nan"), "")]
+    rows = []
+    for rank in (256, 64):
+        res = b.run_suite(rank, repeats=min(repeats, 3), layers=layers)
+        check = f"max rel|ours-peft| {res.max_err:.1e} {'ok' if res.max_err <= 1e-4 else 'FAIL'}; saved {res.saved_ratio:.2f}x"
+        case = f"SD2 256px {sum(layers.values())} layers r={rank} fwd+bwd"
+        rows.append(Row("lora", case, res.ours_ms, "peft", res.peft_ms, check))
+    return rows
+
+
+FAMILIES: dict[str, Callable[[int], list[Row]]] = {
+    "blend": bench_blend, "blur": bench_blur, "attention": bench_attention, "lora": bench_lora,
+}
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -32,6 +32,7 @@ def test_main_job_prints_a_table_with_ratios():
     assert "x |" in res.stdout and "ok" in res.stdout
     assert "gaussian_blur" in res.stdout and "deepinv Blur" in res.stdout and "FAIL" not in res.stdout
     assert "diffusers AttnProcessor2_0" in res.stdout
+    assert "SD2 256px 257 layers r=256" in res.stdout and "| peft" in res.stdout
 
 
 def test_attention_shapes_and_flops():
@@ -43,3 +44,13 @@ def test_attention_shapes_and_flops():
     assert [s.sq for s in attention.sd2_shapes(1024) if "self" in s.name] == [16384, 4096, 1024, 256]
     s = shapes[0]
     assert s.flops(False) == 4 * 2 * 5 * 4096 * 4096 * 64 and s.flops(True) == 3.5 * s.flops(False)
+
+
+def test_sd2_lora_layer_list():
+    from hypir_kernels.bench import lora
+
+    layers = lora.sd2_lora_layers(256)
+    assert sum(layers.values()) == 257  # every HYPIR-targeted Linear/Conv2d of SD2.1's UNet
+    assert layers[lora.Layer("linear", (1, 1024, 320), (320, 320))] == 40  # level-1 q/k/v/out, proj_in/out
+    assert layers[lora.Layer("linear", (1, 77, 1024), (320, 1024))] == 10  # cross-attention k/v
+    assert layers[lora.Layer("conv", (1, 320, 32, 32), (4, 320, 3, 3), (1, 1), (1, 1))] == 1  # conv_out
