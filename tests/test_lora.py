@@ -332,3 +332,26 @@ def test_bad_conv_input(over, match):
     args.update(over)
     with pytest.raises(ValueError, match=match):
         hk.lora_conv2d(**args)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("rank", RANKS)
+def test_cuda_triton_activation_matches_peft(rank, dtype):
+    net = _peft_net(rank, dtype).cuda()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(4, 333, 50, device="cuda", generator=g).to(dtype)
+
+    def run():
+        leaf = x.clone().requires_grad_()
+        out = net.fc(leaf)
+        out.float().square().mean().backward()
+        grads = [leaf.grad] + [p.grad.clone() for n, p in net.fc.named_parameters() if "lora_" in n]
+        net.zero_grad(set_to_none=True)
+        return [out.detach()] + grads
+
+    expected = run()
+    lora.patch_peft(net, "activation")
+    assert lora._fusable(net.fc) is not None
+    for a, b in zip(run(), expected):
+        torch.testing.assert_close(a, b, **TOL[dtype])
