@@ -94,4 +94,20 @@ inline SeparableGeometry separable_geometry(const at::Tensor& x, const at::Tenso
   return g;
 }
 
+// Checks for _apply_mask; thresholds are keep probabilities * 2^24 (further < 0: none).
+inline MaskGeometry mask_geometry(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets, int64_t threshold,
+                                  int64_t further_threshold, bool shared) {
+  TORCH_CHECK_VALUE(x.dim() == 4 && x.is_contiguous(), "x: expected a contiguous [B, C, H, W] tensor");
+  to_dtype(x, "x");
+  TORCH_CHECK_VALUE(static_cast<int64_t>(offsets.size()) == x.size(0), "offsets: expected one per sample (",
+                    x.size(0), "), got ", offsets.size());
+  const int64_t limit = int64_t(1) << 24;
+  TORCH_CHECK_VALUE(threshold >= 0 && threshold <= limit, "threshold: expected [0, 2^24], got ", threshold);
+  TORCH_CHECK_VALUE(further_threshold <= threshold, "further_threshold: must not exceed threshold");
+  MaskGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), static_cast<uint64_t>(seed),
+                 static_cast<uint32_t>(threshold), static_cast<uint32_t>(further_threshold < 0 ? 0 : further_threshold),
+                 shared};
+  return g;
+}
+
 }  // namespace hk

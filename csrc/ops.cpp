@@ -32,10 +32,25 @@ at::Tensor separable_filter_cpu_op(const at::Tensor& x, const at::Tensor& wy, co
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> apply_mask_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets,
+                                                     int64_t threshold, int64_t further_threshold, bool shared) {
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
+  const auto g = mask_geometry(x, seed, offsets, threshold, further_threshold, shared);
+  auto out = empty_cpu_output(x.sizes(), x.options());
+  auto further = further_threshold >= 0 ? empty_cpu_output(x.sizes(), x.options()) : at::empty({0}, x.options());
+  apply_mask_cpu(to_dtype(x, "x"), x.const_data_ptr(), offsets.data(), g, out.data_ptr(),
+                 further_threshold >= 0 ? further.data_ptr() : nullptr);
+  return {out, further};
+}
+
 }  // namespace
 }  // namespace hk
 
 TORCH_LIBRARY(hypir_kernels, m) {
+  // x [B, C, H, W] times a Philox Bernoulli mask (and a further, subset mask); see mask.h.
+  m.def(
+      "_apply_mask(Tensor x, int seed, int[] offsets, int threshold, int further_threshold, bool shared) "
+      "-> (Tensor, Tensor)");
   // x [B, C, H, W] filtered along W with wx [B, kx], then along H with wy [B, ky]; or the adjoint.
   m.def("_separable_filter(Tensor x, Tensor wy, Tensor wx, int pad, bool adjoint) -> Tensor");
   m.def(
@@ -51,6 +66,7 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_blend_tiles", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu>);
   m.impl("_blend_tiles_pixelwise", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu_pixelwise>);
   m.impl("_separable_filter", &hk::separable_filter_cpu_op);
+  m.impl("_apply_mask", &hk::apply_mask_cpu_op);
 }
 
 // A Python module, so that `import hypir_kernels._C` loads the registrations above.

@@ -14,6 +14,7 @@ from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
 from .lora import lora_conv2d, lora_linear  # noqa: E402
+from .masks import apply_mask, bernoulli_mask, box_mask  # noqa: E402
 
 
 def info() -> dict:
@@ -29,7 +30,10 @@ __all__ = [
     "PADDINGS",
     "WEIGHTS",
     "__version__",
+    "apply_mask",
     "attention",
+    "bernoulli_mask",
+    "box_mask",
     "blend_tiles",
     "cpu_cache_bytes",
     "empty_cpu_cache",

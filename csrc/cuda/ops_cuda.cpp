@@ -1,6 +1,8 @@
 // CUDA registrations. Compiled only when the CUDA part of the extension is built.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <ATen/ops/tensor.h>
+#include <vector>
 #include "../binding.h"
 
 namespace hk {
@@ -37,10 +39,28 @@ at::Tensor separable_filter_cuda_op(const at::Tensor& x, const at::Tensor& wy,
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> apply_mask_cuda_op(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets,
+                                                      int64_t threshold, int64_t further_threshold, bool shared) {
+  TORCH_CHECK_VALUE(x.device().is_cuda(), "x: expected a CUDA tensor");
+  const auto g = mask_geometry(x, seed, offsets, threshold, further_threshold, shared);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto out = at::empty(x.sizes(), x.options());
+  auto further = at::empty({further_threshold >= 0 ? x.numel() : 0}, x.options()).view(
+      further_threshold >= 0 ? x.sizes() : at::IntArrayRef({0}));
+  const auto offsets_d = at::tensor(std::vector<int64_t>(offsets.begin(), offsets.end()), at::kLong)
+                             .to(x.device(), /*non_blocking=*/true);
+  const int err = apply_mask_cuda(to_dtype(x, "x"), x.const_data_ptr(), offsets_d.data_ptr<int64_t>(), g,
+                                  out.data_ptr(), further_threshold >= 0 ? further.data_ptr() : nullptr,
+                                  c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, "apply_mask CUDA launch failed with cudaError ", err);
+  return {out, further};
+}
+
 }  // namespace
 }  // namespace hk
 
 TORCH_LIBRARY_IMPL(hypir_kernels, CUDA, m) {
+  m.impl("_apply_mask", &hk::apply_mask_cuda_op);
   m.impl("_blend_tiles", &hk::blend_tiles_cuda_op);
   m.impl("_separable_filter", &hk::separable_filter_cuda_op);
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include "hypir_kernels/blend.h"
 #include "hypir_kernels/filter.h"
+#include "hypir_kernels/mask.h"
 
 namespace hk {
 
@@ -40,5 +41,18 @@ void separable_filter_cpu(DType dtype, const void* x, const void* wy, const void
 // scratch: B*C*H*W elements of the accumulation type (device memory).
 int separable_filter_cuda(DType dtype, const void* x, const void* wy, const void* wx,
                           const SeparableGeometry& g, void* scratch, void* out, void* stream);
+
+}  // namespace hk
+
+namespace hk {
+
+// Random masks (hypir_kernels/mask.h): out = x * keep, out_further (if not null) = x * the
+// further mask; x and the outputs contiguous [B, C, H, W].
+void apply_mask_cpu(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
+                    void* out_further);
+
+// offsets: device pointer.
+int apply_mask_cuda(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
+                    void* out_further, void* stream);
 
 }  // namespace hk
