@@ -157,8 +157,25 @@ def bench_lora(repeats: int) -> list[Row]:
     return rows
 
 
+def bench_masks(repeats: int) -> list[Row]:
+    from . import masks as b
+    from .. import use_backend
+
+    x = b.make_input()
+    with use_backend("reference"):
+        ref = b.ours(x[:2])
+    got = b.ours(x[:2])
+    same = torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    check = f"bit-identical to reference: {'ok' if same else 'FAIL'}"
+    case = f"{list(b.SHAPE)} keep {b.KEEP} + further {b.DELTA}"
+    for fn in (lambda: b.ours(x), lambda: b.torch_rand_compare_multiply(x)):  # interleaved warm-up
+        fn()
+    return [Row("apply_mask", case, time_ms(lambda: b.ours(x), repeats=repeats), "torch rand-compare-multiply",
+                time_ms(lambda: b.torch_rand_compare_multiply(x), repeats=repeats), check)]
+
+
 FAMILIES: dict[str, Callable[[int], list[Row]]] = {
-    "blend": bench_blend, "blur": bench_blur, "attention": bench_attention, "lora": bench_lora,
+    "blend": bench_blend, "blur": bench_blur, "attention": bench_attention, "lora": bench_lora, "masks": bench_masks,
 }
 
 
