@@ -11,9 +11,11 @@ namespace {
 
 constexpr int64_t kChunk = 4096;  // drawn elements per task (multiple of 4)
 
+// Branch-free select on the bits (T is an unsigned integer of the element's size), so the loop
+// vectorises: keep 1 -> all-ones mask, 0 -> zero.
 template <typename T>
 void select_run(const T* __restrict__ x, const uint8_t* __restrict__ keep, int64_t n, T* __restrict__ out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = keep[j] ? x[j] : T(0);
+  for (int64_t j = 0; j < n; ++j) out[j] = x[j] & (T(0) - T(keep[j]));
 }
 
 template <typename T>
@@ -24,6 +26,7 @@ void run(const T* x, const int64_t* offsets, const MaskGeometry& g, T* out, T* o
   const int64_t channels = g.shared ? g.C : 1;
 #pragma omp parallel
   {
+    alignas(64) uint32_t draw[kChunk];
     alignas(64) uint8_t k1[kChunk];
     alignas(64) uint8_t k2[kChunk];
 #pragma omp for collapse(2) schedule(static)
@@ -31,12 +34,17 @@ void run(const T* x, const int64_t* offsets, const MaskGeometry& g, T* out, T* o
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t e0 = ch * kChunk;
         const int64_t len = n - e0 < kChunk ? n - e0 : kChunk;
-        for (int64_t j = 0; j < len; j += 4) {
-          const philox::u32x4 r = philox::draws(g.seed, uint64_t(offsets[b]), uint64_t((e0 + j) / 4));
-          for (int lane = 0; lane < 4; ++lane) {
-            k1[j + lane] = philox::keep(r.v[lane], g.threshold);
-            k2[j + lane] = philox::keep(r.v[lane], g.further_threshold);
-          }
+        // Draws of the chunk's groups, one group per iteration with no dependence between
+        // iterations (the compiler vectorises Philox across groups).
+        const uint64_t offset = uint64_t(offsets[b]);
+        const int64_t groups = (len + 3) / 4;
+        for (int64_t j = 0; j < groups; ++j) {
+          const philox::u32x4 r = philox::draws(g.seed, offset, uint64_t(e0 / 4 + j));
+          for (int lane = 0; lane < 4; ++lane) draw[4 * j + lane] = r.v[lane];
+        }
+        for (int64_t j = 0; j < len; ++j) {
+          k1[j] = philox::keep(draw[j], g.threshold);
+          k2[j] = philox::keep(draw[j], g.further_threshold);
         }
         for (int64_t c = 0; c < channels; ++c) {
           const int64_t base = g.shared ? (b * g.C + c) * plane + e0 : b * n + e0;
