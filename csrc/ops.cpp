@@ -43,10 +43,20 @@ std::tuple<at::Tensor, at::Tensor> apply_mask_cpu_op(const at::Tensor& x, int64_
   return {out, further};
 }
 
+at::Tensor add_noise_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets, const at::Tensor& sigma) {
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
+  const auto g = noise_geometry(x, seed, offsets, sigma);
+  auto out = empty_cpu_output(x.sizes(), x.options());
+  add_noise_cpu(to_dtype(x, "x"), x.const_data_ptr(), offsets.data(), sigma.const_data_ptr<float>(), g, out.data_ptr());
+  return out;
+}
+
 }  // namespace
 }  // namespace hk
 
 TORCH_LIBRARY(hypir_kernels, m) {
+  // x + sigma[b] * Philox Gaussian noise (see noise.h).
+  m.def("_add_noise(Tensor x, int seed, int[] offsets, Tensor sigma) -> Tensor");
   // x [B, C, H, W] times a Philox Bernoulli mask (and a further, subset mask); see mask.h.
   m.def(
       "_apply_mask(Tensor x, int seed, int[] offsets, int threshold, int further_threshold, bool shared) "
@@ -67,6 +77,7 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_blend_tiles_pixelwise", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu_pixelwise>);
   m.impl("_separable_filter", &hk::separable_filter_cpu_op);
   m.impl("_apply_mask", &hk::apply_mask_cpu_op);
+  m.impl("_add_noise", &hk::add_noise_cpu_op);
 }
 
 // A Python module, so that `import hypir_kernels._C` loads the registrations above.

@@ -15,6 +15,7 @@ from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
 from .lora import lora_conv2d, lora_linear  # noqa: E402
 from .masks import apply_mask, bernoulli_mask, box_mask  # noqa: E402
+from .noise import add_noise  # noqa: E402
 
 
 def info() -> dict:
@@ -30,6 +31,7 @@ __all__ = [
     "PADDINGS",
     "WEIGHTS",
     "__version__",
+    "add_noise",
     "apply_mask",
     "attention",
     "bernoulli_mask",

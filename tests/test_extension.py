@@ -10,7 +10,7 @@ import torch
 import hypir_kernels as hk
 from hypir_kernels import _extension
 
-KERNEL_OPS = ["_blend_tiles", "_separable_filter"]
+KERNEL_OPS = ["_blend_tiles", "_separable_filter", "_apply_mask", "_add_noise"]
 
 
 def test_extension_imports_with_cpu_part():

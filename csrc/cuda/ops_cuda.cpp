@@ -56,10 +56,24 @@ std::tuple<at::Tensor, at::Tensor> apply_mask_cuda_op(const at::Tensor& x, int64
   return {out, further};
 }
 
+at::Tensor add_noise_cuda_op(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets, const at::Tensor& sigma) {
+  TORCH_CHECK_VALUE(x.device().is_cuda(), "x: expected a CUDA tensor");
+  const auto g = noise_geometry(x, seed, offsets, sigma);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto out = at::empty(x.sizes(), x.options());
+  const auto offsets_d = at::tensor(std::vector<int64_t>(offsets.begin(), offsets.end()), at::kLong)
+                             .to(x.device(), /*non_blocking=*/true);
+  const int err = add_noise_cuda(to_dtype(x, "x"), x.const_data_ptr(), offsets_d.data_ptr<int64_t>(),
+                                 sigma.const_data_ptr<float>(), g, out.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, "add_noise CUDA launch failed with cudaError ", err);
+  return out;
+}
+
 }  // namespace
 }  // namespace hk
 
 TORCH_LIBRARY_IMPL(hypir_kernels, CUDA, m) {
+  m.impl("_add_noise", &hk::add_noise_cuda_op);
   m.impl("_apply_mask", &hk::apply_mask_cuda_op);
   m.impl("_blend_tiles", &hk::blend_tiles_cuda_op);
   m.impl("_separable_filter", &hk::separable_filter_cuda_op);

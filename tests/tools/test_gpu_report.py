@@ -68,6 +68,7 @@ def test_gpu_report_check_passes_for_every_shipped_kernel():
         assert sum("blend.cu:" in line and arch in line and line.endswith("ok") for line in lines) == 4
         assert sum("filter.cu:" in line and arch in line and line.endswith("ok") for line in lines) == 8
         assert sum("mask.cu:" in line and arch in line and line.endswith("ok") for line in lines) == 3
+        assert sum("noise.cu:" in line and arch in line and line.endswith("ok") for line in lines) == 4
 
 
 def test_gpu_report_refuses_interpreted_kernels():

@@ -4,6 +4,7 @@
 #include "hypir_kernels/blend.h"
 #include "hypir_kernels/filter.h"
 #include "hypir_kernels/mask.h"
+#include "hypir_kernels/noise.h"
 
 namespace hk {
 
@@ -54,5 +55,16 @@ void apply_mask_cpu(DType dtype, const void* x, const int64_t* offsets, const Ma
 // offsets: device pointer.
 int apply_mask_cuda(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
                     void* out_further, void* stream);
+
+}  // namespace hk
+
+namespace hk {
+
+// out = x + sigma[b] * Philox Gaussian noise (hypir_kernels/noise.h); x, out contiguous [B, N];
+// sigma: B floats (host for the CPU launcher, device for the CUDA launcher), offsets likewise.
+void add_noise_cpu(DType dtype, const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g,
+                   void* out);
+int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g,
+                   void* out, void* stream);
 
 }  // namespace hk

@@ -46,3 +46,25 @@ HK_HD bool keep(uint32_t draw, uint32_t threshold24) { return (draw >> 8) < thre
 
 }  // namespace philox
 }  // namespace hk
+
+namespace hk {
+namespace philox {
+
+// Gaussian draws for elements 4*group .. 4*group+3: Box-Muller on the block's four words, in a
+// counter space disjoint from the mask draws (top bit of the counter's second word set), so
+// noise and masks from one seed are independent.
+HK_HD void normals(uint64_t seed, uint64_t offset, uint64_t group, float z[4]) {
+  const u32x4 r = philox4x32_10(uint32_t(group), uint32_t(group >> 32) | 0x80000000u, uint32_t(offset),
+                                uint32_t(offset >> 32), uint32_t(seed), uint32_t(seed >> 32));
+  for (int p = 0; p < 2; ++p) {
+    const float u1 = (float(r.v[2 * p] >> 8) + 1.0f) * 0x1.0p-24f;  // (0, 1]
+    const float u2 = float(r.v[2 * p + 1] >> 8) * 0x1.0p-24f;      // [0, 1)
+    const float radius = sqrtf(-2.0f * logf(u1));
+    const float angle = 6.2831853071795865f * u2;
+    z[2 * p] = radius * cosf(angle);
+    z[2 * p + 1] = radius * sinf(angle);
+  }
+}
+
+}  // namespace philox
+}  // namespace hk
