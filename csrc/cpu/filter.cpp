@@ -18,31 +18,6 @@ inline void interior(int64_t n, int64_t k, int64_t* lo, int64_t* hi) {
   *hi = n - r - 1 > *lo ? n - r - 1 : *lo;
 }
 
-// Outputs per register block: 32 fp32 accumulators are 8 SSE / 4 AVX vectors.
-constexpr int64_t kBlock = 32;
-
-// store(i, sum_t w[t] * base[off[t] + i]) for i in [lo, hi). A block of outputs stays in registers
-// across all taps (instead of re-reading and re-writing an accumulator row once per tap).
-template <typename Acc, typename S, typename Store>
-inline void taps_blocked(const S* base, const int64_t* off, const Acc* w, int64_t ntaps, int64_t lo, int64_t hi,
-                         Store store) {
-  int64_t i0 = lo;
-  for (; i0 + kBlock <= hi; i0 += kBlock) {
-    Acc acc[kBlock] = {};
-    for (int64_t t = 0; t < ntaps; ++t) {
-      const S* __restrict__ r = base + off[t] + i0;
-      const Acc wt = w[t];
-      for (int64_t j = 0; j < kBlock; ++j) acc[j] += wt * load_as<Acc>(r[j]);
-    }
-    for (int64_t j = 0; j < kBlock; ++j) store(i0 + j, acc[j]);
-  }
-  for (; i0 < hi; ++i0) {
-    Acc a = Acc(0);
-    for (int64_t t = 0; t < ntaps; ++t) a += w[t] * load_as<Acc>(base[off[t] + i0]);
-    store(i0, a);
-  }
-}
-
 template <typename T, typename Acc = typename acc_type<T>::type>
 void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeometry& g, T* out) {
   const int64_t H = g.H, W = g.W, ky = g.ky, kx = g.kx, ry = ky / 2, rx = kx / 2;
@@ -53,8 +28,6 @@ void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeomet
   {
     std::vector<Acc> tmp(static_cast<size_t>(H * W));
     std::vector<Acc> row(static_cast<size_t>(W));
-    std::vector<int64_t> off(static_cast<size_t>(ky > kx ? ky : kx));
-    std::vector<Acc> wv(off.size());
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < g.B * g.C; ++plane) {
       const int64_t b = plane / g.C, c = plane % g.C;
@@ -69,13 +42,15 @@ void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeomet
         for (int64_t y = 0; y < H; ++y) {
           const T* s = src + y * sh;
           Acc* o = tp + y * W;
-          if (sw == 1) {  // the common case: register-blocked taps
-            for (int64_t t = 0; t < kx; ++t) off[t] = t - rx;
-            taps_blocked(s, off.data(), wx, kx, xlo, xhi, [o](int64_t i, Acc v) { o[i] = v; });
-          } else {
-            for (int64_t i = xlo; i < xhi; ++i) o[i] = Acc(0);
-            for (int64_t t = 0; t < kx; ++t)
-              for (int64_t i = xlo; i < xhi; ++i) o[i] += wx[t] * load_as<Acc>(s[(i + t - rx) * sw]);
+          for (int64_t i = xlo; i < xhi; ++i) o[i] = Acc(0);
+          for (int64_t t = 0; t < kx; ++t) {
+            const Acc w = wx[t];
+            if (sw == 1) {  // the common, vectorisable case
+              const T* __restrict__ st = s + t - rx;
+              for (int64_t i = xlo; i < xhi; ++i) o[i] += w * load_as<Acc>(st[i]);
+            } else {
+              for (int64_t i = xlo; i < xhi; ++i) o[i] += w * load_as<Acc>(s[(i + t - rx) * sw]);
+            }
           }
           for (int64_t i = 0; i < W; ++i) {
             if (i == xlo) i = xhi;
@@ -85,16 +60,16 @@ void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeomet
         }
         // Along H: out[y, :] = sum_t wy[t] tmp[pad(y + t - ry), :].
         for (int64_t y = 0; y < H; ++y) {
-          int64_t n = 0;  // taps that read a row (zero padding drops the others)
+          Acc* a = row.data();
+          for (int64_t i = 0; i < W; ++i) a[i] = Acc(0);
           for (int64_t t = 0; t < ky; ++t) {
             const int64_t j = filter::pad_index(y + t - ry, H, g.pad);
             if (j < 0) continue;
-            off[n] = j * W;
-            wv[n++] = wy[t];
+            const Acc* __restrict__ s = tp + j * W;
+            const Acc w = wy[t];
+            for (int64_t i = 0; i < W; ++i) a[i] += w * s[i];
           }
-          T* d = dst + y * W;
-          taps_blocked(static_cast<const Acc*>(tp), off.data(), wv.data(), n, 0, W,
-                       [d](int64_t i, Acc v) { d[i] = store_from<T>::cvt(v); });
+          for (int64_t i = 0; i < W; ++i) dst[y * W + i] = store_from<T>::cvt(a[i]);
         }
       } else {
         // Adjoint along H: tmp[m, :] = sum over the preimages of row m (folded at the borders).
