@@ -51,10 +51,18 @@ at::Tensor add_noise_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef o
   return out;
 }
 
+// An uninitialised CPU tensor like x from the output cache (see binding.h): for ops composed in
+// Python whose large outputs would otherwise fault in fresh pages on every call.
+at::Tensor empty_like_cached_op(const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
+  return empty_cpu_output(x.sizes(), x.options());
+}
+
 }  // namespace
 }  // namespace hk
 
 TORCH_LIBRARY(hypir_kernels, m) {
+  m.def("_empty_like_cached(Tensor x) -> Tensor");
   // x + sigma[b] * Philox Gaussian noise (see noise.h).
   m.def("_add_noise(Tensor x, int seed, int[] offsets, Tensor sigma) -> Tensor");
   // x [B, C, H, W] times a Philox Bernoulli mask (and a further, subset mask); see mask.h.
@@ -78,6 +86,7 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_separable_filter", &hk::separable_filter_cpu_op);
   m.impl("_apply_mask", &hk::apply_mask_cpu_op);
   m.impl("_add_noise", &hk::add_noise_cpu_op);
+  m.impl("_empty_like_cached", &hk::empty_like_cached_op);
 }
 
 // A Python module, so that `import hypir_kernels._C` loads the registrations above.

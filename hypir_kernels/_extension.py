@@ -60,3 +60,7 @@ def empty_cpu_cache() -> None:
     """
     if _C is not None:
         _C.empty_cpu_cache()
+
+
+if _C is not None:  # shapes for torch.compile of Python-composed ops that allocate through the cache
+    torch.library.register_fake("hypir_kernels::_empty_like_cached")(lambda x: torch.empty_like(x))

@@ -6,8 +6,8 @@ on batches ``[B, C, H, W]``, are differentiable (the ops' backward is their adjo
 ``Compose(Blur(2.0), Inpainting(0.5, seed), Noise(0.05, seed))`` or ``Noise(...) @ Blur(...)``
 (right to left, like matrices).
 
-Available: :class:`Blur`, :class:`Inpainting`, :class:`Noise`, :class:`Compose`. Still to come
-(issue 3): ``Filter2D``, ``Downsample``, ``MultiCoilMRI``.
+Available: :class:`Blur`, :class:`Inpainting`, :class:`MultiCoilMRI`, :class:`Noise`,
+:class:`Compose`. Still to come (issue 3): ``Filter2D``, ``Downsample``.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 
 from .blur import gaussian_blur, gaussian_blur_adjoint
 from .masks import apply_mask
+from .mri import mri_adjoint, mri_forward
 from .noise import add_noise
 
 
@@ -78,6 +79,20 @@ class Inpainting(Operator):
 
     def A_normal(self, x):
         return self.A(x)  # a mask is idempotent
+
+
+class MultiCoilMRI(Operator):
+    """``y = M F_c (S x)`` (:func:`hypir_kernels.mri_forward`); ``maps`` ``[B, Nc, H, W]``,
+    ``mask`` ``[B, H, W]`` or a column mask ``[B, W]``."""
+
+    def __init__(self, maps: torch.Tensor, mask: torch.Tensor):
+        self.maps, self.mask = maps, mask
+
+    def A(self, x):
+        return mri_forward(x, self.maps, self.mask)
+
+    def A_adjoint(self, y):
+        return mri_adjoint(y, self.maps, self.mask)
 
 
 class Noise(Operator):

@@ -34,6 +34,19 @@ def test_adjoint_dot_test(op):
     _dot_test(op)
 
 
+def test_multicoil_mri_operator_dot_test():
+    from hypir_kernels.operators import MultiCoilMRI
+
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randn(2, 3, 16, 18, dtype=torch.complex128, generator=g)
+    cols = (torch.rand(2, 18, generator=g) < 0.4).double()
+    op = MultiCoilMRI(maps, cols)
+    x = torch.randn(2, 16, 18, dtype=torch.complex128, generator=g)
+    y = torch.randn(2, 3, 16, 18, dtype=torch.complex128, generator=g)
+    torch.testing.assert_close((op.A(x) * y.conj()).sum(), (x * op.A_adjoint(y).conj()).sum(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(op.A_normal(x), op.A_adjoint(op.A(x)))
+
+
 def test_compose_order_and_normal():
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     blur, mask = Blur(2.0, 9), Inpainting(0.5, seed=4)

@@ -1,0 +1,153 @@
+"""Multi-coil MRI: ``y = M F_c (S x)`` with the orthonormal centred 2-D FFT
+``F_c = fftshift . fft2 . ifftshift`` (deepinv ``MultiCoilMRI`` / sigpy ``Sense`` convention).
+
+Speed levers (FFTs through ``torch.fft``: pocketfft on the CPU, cuFFT on the GPU):
+
+* Centring without shifts: for even sizes ``F_c v = s P (F (C v))`` with the checkerboard
+  ``C[m, n] = (-1)^(m+n)``, ``P[k, l] = (-1)^(k+l)`` and ``s = (-1)^((H+W)/2)``. ``C`` is folded
+  into the image before the coil multiply (``S (C x)``, an [H, W] product instead of a
+  [Nc, H, W] one) and ``s P`` into the mask, so no shift copies are made.
+* Column masks ``[B, W]`` (the kept k-space columns / phase encodes): the 2-D FFT runs along W on
+  every row, then along H only on the kept columns; the adjoint inverts H only on the kept
+  columns. With acceleration R that skips (R-1)/R of the second pass, and the masked-out columns
+  are never touched beyond zero-filling the output.
+
+Shapes: ``x`` complex ``[B, H, W]`` or its real view ``[B, 2, H, W]``; ``maps`` complex
+``[B, Nc, H, W]``; ``mask`` real/bool ``[B, H, W]`` or a column mask ``[B, W]``; ``y`` complex
+``[B, Nc, H, W]`` (real view ``[B, 2, Nc, H, W]`` when ``x`` was given as a real view). Odd H or
+W fall back to explicit shifts. All ops are differentiable (their backward is the adjoint).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _extension
+from ._checks import check_tensor
+
+_COMPLEX = (torch.complex64, torch.complex128)
+_REAL = (torch.float32, torch.float64)
+
+
+def _as_complex(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
+    """``x`` as complex [B, H, W]; True when it came as the real view [B, 2, H, W]."""
+    if x.is_complex():
+        check_tensor(name, x, dims=3, dtypes=_COMPLEX)
+        return x, False
+    check_tensor(name, x, dtypes=_REAL + _COMPLEX)
+    if x.dim() != 4 or x.shape[1] != 2:
+        raise ValueError(f"{name}: a real tensor must be the real view [B, 2, H, W] of complex [B, H, W], got {tuple(x.shape)}")
+    return torch.complex(x[:, 0], x[:, 1]), True
+
+
+def _check(maps: torch.Tensor, mask: torch.Tensor, batch: int, h: int, w: int, dtype) -> None:
+    check_tensor("maps", maps, dims=4, dtypes=_COMPLEX)
+    if maps.shape[0] != batch or tuple(maps.shape[2:]) != (h, w):
+        raise ValueError(f"maps: expected [B={batch}, Nc, {h}, {w}], got {tuple(maps.shape)}")
+    if maps.dtype != dtype:
+        raise ValueError(f"maps: expected the complex dtype of x ({dtype}), got {maps.dtype}")
+    check_tensor("mask", mask)
+    if mask.is_complex():
+        raise ValueError("mask: expected a real or bool tensor, got a complex one")
+    if mask.dim() == 2:
+        if tuple(mask.shape) != (batch, w):
+            raise ValueError(f"mask: a column mask must be [B={batch}, W={w}], got {tuple(mask.shape)}")
+    elif mask.dim() == 3:
+        if tuple(mask.shape) != (batch, h, w):
+            raise ValueError(f"mask: expected [B={batch}, {h}, {w}] or a column mask [B, W], got {tuple(mask.shape)}")
+    else:
+        raise ValueError(f"mask: expected [B, H, W] or a column mask [B, W], got {tuple(mask.shape)}")
+
+
+def _checker(n: int, device) -> torch.Tensor:
+    return 1.0 - 2.0 * (torch.arange(n, device=device) % 2).to(torch.float32)
+
+
+def _phases(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``C``, ``s C``) for even sizes, real [H, W]: ``F_c v = s C F(C v)``."""
+    c = _checker(h, device)[:, None] * _checker(w, device)[None, :]
+    return c, (-c if ((h + w) // 2) % 2 else c)
+
+
+def _fft2c_full(v: torch.Tensor, inverse: bool) -> torch.Tensor:
+    f = torch.fft.ifft2 if inverse else torch.fft.fft2
+    return torch.fft.fftshift(f(torch.fft.ifftshift(v, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+
+
+def _zeros_like(t: torch.Tensor) -> torch.Tensor:
+    """Zeros like ``t``; large CPU buffers come from the extension's output cache (fresh pages
+    cost more than the FFTs on a VM)."""
+    if t.device.type == "cpu" and _extension.cpu_available():
+        with torch.no_grad():  # a fresh buffer: nothing to differentiate
+            return torch.ops.hypir_kernels._empty_like_cached(t).zero_()
+    return torch.zeros_like(t)
+
+
+def _to_output(y: torch.Tensor, real_view: bool) -> torch.Tensor:
+    return torch.stack([y.real, y.imag], dim=1) if real_view else y
+
+
+def mri_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``y = M F_c (S x)``: multi-coil k-space ``[B, Nc, H, W]`` (see module doc for shapes)."""
+    xc, real_view = _as_complex(x, "x")
+    B, H, W = xc.shape
+    _check(maps, mask, B, H, W, xc.dtype)
+    m = mask.to(xc.real.dtype)
+    if H % 2 or W % 2:
+        y = _fft2c_full(maps * xc[:, None], inverse=False)
+        y = y * (m[:, None, None, :] if mask.dim() == 2 else m[:, None])
+        return _to_output(y, real_view)
+    pre, phase = (p.to(m.dtype) for p in _phases(H, W, x.device))
+    coil = maps * (xc * pre)[:, None]  # S (C x): the centring folded into the image
+    if mask.dim() == 3:
+        y = torch.fft.fft2(coil, norm="ortho") * (m * phase)[:, None]
+        return _to_output(y, real_view)
+    rows = torch.fft.fft(coil, dim=-1, norm="ortho")  # along W, every row
+    y = _zeros_like(coil)
+    for b in range(B):
+        cols = torch.nonzero(m[b]).flatten()
+        if cols.numel() == 0:
+            continue
+        kept = torch.fft.fft(rows[b].index_select(-1, cols), dim=-2, norm="ortho")  # along H, kept columns only
+        y[b].index_copy_(-1, cols, kept * (phase.index_select(1, cols) * m[b, cols]))
+    return _to_output(y, real_view)
+
+
+def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x = S^H F_c^H M y``: the adjoint of :func:`mri_forward`, image ``[B, H, W]`` (real view
+    ``[B, 2, H, W]`` when ``y`` is the real view ``[B, 2, Nc, H, W]``)."""
+    if y.is_complex():
+        check_tensor("y", y, dims=4, dtypes=_COMPLEX)
+        yc, real_view = y, False
+    else:
+        check_tensor("y", y, dims=5, dtypes=_REAL)
+        if y.shape[1] != 2:
+            raise ValueError(f"y: a real tensor must be the real view [B, 2, Nc, H, W], got {tuple(y.shape)}")
+        yc, real_view = torch.complex(y[:, 0], y[:, 1]), True
+    B, Nc, H, W = yc.shape
+    _check(maps, mask, B, H, W, yc.dtype)
+    if maps.shape[1] != Nc:
+        raise ValueError(f"maps: expected Nc={Nc} coils as in y, got {maps.shape[1]}")
+    m = mask.to(yc.real.dtype)
+    if H % 2 or W % 2:
+        img = _fft2c_full(yc * (m[:, None, None, :] if mask.dim() == 2 else m[:, None]), inverse=True)
+        x = (maps.conj() * img).sum(1)
+    else:
+        pre, phase = (p.to(m.dtype) for p in _phases(H, W, y.device))
+        if mask.dim() == 3:
+            img = torch.fft.ifft2(yc * (m * phase)[:, None], norm="ortho")
+        else:
+            cols_img = _zeros_like(yc)
+            for b in range(B):
+                cols = torch.nonzero(m[b]).flatten()
+                if cols.numel() == 0:
+                    continue
+                kept = yc[b].index_select(-1, cols) * (phase.index_select(1, cols) * m[b, cols])
+                cols_img[b].index_copy_(-1, cols, torch.fft.ifft(kept, dim=-2, norm="ortho"))  # along H, kept only
+            img = torch.fft.ifft(cols_img, dim=-1, norm="ortho")
+        x = (maps.conj() * img).sum(1) * pre  # conjugate-multiply-and-sum over coils, then C
+    return torch.stack([x.real, x.imag], dim=1) if real_view else x
+
+
+def mri_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``A^H A x`` (a binary mask is idempotent, so the mask is applied once)."""
+    return mri_adjoint(mri_forward(x, maps, mask), maps, mask)
