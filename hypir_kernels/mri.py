@@ -102,14 +102,21 @@ def mri_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
         y = torch.fft.fft2(coil, norm="ortho") * (m * phase)[:, None]
         return _to_output(y, real_view)
     rows = torch.fft.fft(coil, dim=-1, norm="ortho")  # along W, every row
-    y = _zeros_like(coil)
+    del coil
+    # Zero-filled output written in place, directly in the caller's layout (no stacking copy).
+    y = _zeros_like(torch.view_as_real(rows).movedim(-1, 1) if real_view else rows)
     for b in range(B):
         cols = torch.nonzero(m[b]).flatten()
         if cols.numel() == 0:
             continue
         kept = torch.fft.fft(rows[b].index_select(-1, cols), dim=-2, norm="ortho")  # along H, kept columns only
-        y[b].index_copy_(-1, cols, kept * (phase.index_select(1, cols) * m[b, cols]))
-    return _to_output(y, real_view)
+        kept = kept * (phase.index_select(1, cols) * m[b, cols])
+        if real_view:
+            y[b, 0].index_copy_(-1, cols, kept.real)
+            y[b, 1].index_copy_(-1, cols, kept.imag)
+        else:
+            y[b].index_copy_(-1, cols, kept)
+    return y
 
 
 def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -117,17 +124,22 @@ def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
     ``[B, 2, H, W]`` when ``y`` is the real view ``[B, 2, Nc, H, W]``)."""
     if y.is_complex():
         check_tensor("y", y, dims=4, dtypes=_COMPLEX)
-        yc, real_view = y, False
+        real_view = False
+        B, Nc, H, W = y.shape
     else:
         check_tensor("y", y, dims=5, dtypes=_REAL)
         if y.shape[1] != 2:
             raise ValueError(f"y: a real tensor must be the real view [B, 2, Nc, H, W], got {tuple(y.shape)}")
-        yc, real_view = torch.complex(y[:, 0], y[:, 1]), True
-    B, Nc, H, W = yc.shape
-    _check(maps, mask, B, H, W, yc.dtype)
+        real_view = True
+        B, _, Nc, H, W = y.shape
+    cdtype = y.dtype if y.is_complex() else (torch.complex128 if y.dtype == torch.float64 else torch.complex64)
+    _check(maps, mask, B, H, W, cdtype)
     if maps.shape[1] != Nc:
         raise ValueError(f"maps: expected Nc={Nc} coils as in y, got {maps.shape[1]}")
-    m = mask.to(yc.real.dtype)
+    m = mask.to(maps.real.dtype)
+    column_path = mask.dim() == 2 and H % 2 == 0 and W % 2 == 0
+    # The column path reads only the kept columns of a real view; the others need it complex.
+    yc = torch.complex(y[:, 0], y[:, 1]) if real_view and not column_path else y
     if H % 2 or W % 2:
         img = _fft2c_full(yc * (m[:, None, None, :] if mask.dim() == 2 else m[:, None]), inverse=True)
         x = (maps.conj() * img).sum(1)
@@ -136,12 +148,16 @@ def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
         if mask.dim() == 3:
             img = torch.fft.ifft2(yc * (m * phase)[:, None], norm="ortho")
         else:
-            cols_img = _zeros_like(yc)
+            cols_img = _zeros_like(maps)
             for b in range(B):
                 cols = torch.nonzero(m[b]).flatten()
                 if cols.numel() == 0:
                     continue
-                kept = yc[b].index_select(-1, cols) * (phase.index_select(1, cols) * m[b, cols])
+                if real_view:
+                    kept = torch.complex(y[b, 0].index_select(-1, cols), y[b, 1].index_select(-1, cols))
+                else:
+                    kept = y[b].index_select(-1, cols)
+                kept = kept * (phase.index_select(1, cols) * m[b, cols])
                 cols_img[b].index_copy_(-1, cols, torch.fft.ifft(kept, dim=-2, norm="ortho"))  # along H, kept only
             img = torch.fft.ifft(cols_img, dim=-1, norm="ortho")
         x = (maps.conj() * img).sum(1) * pre  # conjugate-multiply-and-sum over coils, then C
