@@ -174,8 +174,33 @@ def bench_masks(repeats: int) -> list[Row]:
                 time_ms(lambda: b.torch_rand_compare_multiply(x), repeats=repeats), check)]
 
 
+def bench_mri(repeats: int) -> list[Row]:
+    from . import mri as b
+
+    x, maps, cols = b.make_case()
+    mask = b.full_mask(cols)
+    y = b.ours_forward(x, maps, cols)
+    rows = []
+    for name, ours, anchor_fn, arg in (("mri_forward", b.ours_forward, b.torch_forward, x),
+                                       ("mri_adjoint", b.ours_adjoint, b.torch_adjoint, y)):
+        expected = anchor_fn(arg, maps, mask)
+        err = (ours(arg, maps, cols) - expected).abs().max().item() / expected.abs().max().item()
+        check = f"rel|ours-torch| {err:.1e} {'ok' if err <= 1e-5 else 'FAIL'}"
+        case = f"B={b.B} Nc={b.NC} {b.H}x{b.W} c64, R=4 columns"
+        ours_ms = time_ms(lambda: ours(arg, maps, cols), repeats=repeats)
+        rows.append(Row(name, case, ours_ms, "torch fftshift formula", time_ms(lambda: anchor_fn(arg, maps, mask), repeats=repeats), check))
+        try:
+            physics = b.deepinv_physics(maps, mask)
+            op = physics.A if name == "mri_forward" else physics.A_adjoint
+            rows.append(Row(name, case, ours_ms, "deepinv MultiCoilMRI", time_ms(lambda: op(arg), repeats=repeats), check))
+        except ImportError:
+            rows.append(Row(name, case, ours_ms, "deepinv (not installed)", float("nan"), check))
+    return rows
+
+
 FAMILIES: dict[str, Callable[[int], list[Row]]] = {
     "blend": bench_blend, "blur": bench_blur, "attention": bench_attention, "lora": bench_lora, "masks": bench_masks,
+    "mri": bench_mri,
 }
 
 
