@@ -15,7 +15,7 @@ from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
 from .lora import lora_conv2d, lora_linear  # noqa: E402
 from .masks import apply_mask, bernoulli_mask, box_mask  # noqa: E402
-from .mri import mri_adjoint, mri_forward, mri_normal  # noqa: E402
+from .mri import mri_adjoint, mri_column_mask, mri_forward, mri_further_mask, mri_normal  # noqa: E402
 from .noise import add_noise  # noqa: E402
 
 
@@ -46,7 +46,9 @@ __all__ = [
     "lora_conv2d",
     "lora_linear",
     "mri_adjoint",
+    "mri_column_mask",
     "mri_forward",
+    "mri_further_mask",
     "mri_normal",
     "plan_tiles",
     "tiled_apply",

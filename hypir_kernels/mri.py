@@ -167,3 +167,91 @@ def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
 def mri_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``A^H A x`` (a binary mask is idempotent, so the mask is applied once)."""
     return mri_adjoint(mri_forward(x, maps, mask), maps, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# k-space column masks (phase-encode lines), seeded per sample
+
+
+def _column_draws(seed: int, offsets: list[int], width: int, stream: int) -> torch.Tensor:
+    """Philox words ``[B, width]`` for per-column decisions; ``stream`` separates the samplers
+    (and keeps them apart from the image masks and noise drawn from the same seed)."""
+    from .reference.masks import philox4x32_10
+
+    u32 = 0xFFFFFFFF
+    offs = torch.tensor(offsets, dtype=torch.int64)
+    c0 = torch.arange(width, dtype=torch.int64)[None, :].expand(len(offsets), -1)
+    c1 = torch.full_like(c0, 0x40000000 + stream)
+    c2 = (offs & u32)[:, None].expand_as(c0)
+    c3 = ((offs >> 32) & u32)[:, None].expand_as(c0)
+    return philox4x32_10(c0, c1, c2, c3, seed & u32, (seed >> 32) & u32)[0]
+
+
+def _acs(width: int, center_fraction: float) -> torch.Tensor:
+    n = int(round(width * center_fraction))
+    start = (width - n + 1) // 2
+    acs = torch.zeros(width, dtype=torch.bool)
+    acs[start:start + n] = True
+    return acs
+
+
+def mri_column_mask(batch: int, width: int, acceleration: int, seed: int, *, center_fraction: float = 0.08,
+                    kind: str = "random", offsets=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Column masks ``[B, W]`` (1 = acquired k-space column) with ``round(W / acceleration)``
+    lines in all: a centred block of ``round(W * center_fraction)`` ACS lines plus lines chosen
+    uniformly without replacement (``kind="random"``) or evenly spaced with a random phase
+    (``"equispaced"``) among the other columns -- the fastMRI / deepinv samplers, with exactly the
+    target number of lines. Seeded per sample (Philox, ``offsets`` as for the image masks)."""
+    from ._checks import check_int
+    from .masks import _offsets
+
+    check_int("batch", batch, minimum=0)
+    check_int("width", width, minimum=1)
+    check_int("acceleration", acceleration, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if kind not in ("random", "equispaced"):
+        raise ValueError(f"kind: expected 'random' or 'equispaced', got {kind!r}")
+    if not 0.0 <= center_fraction <= 1.0:
+        raise ValueError(f"center_fraction: expected [0, 1], got {center_fraction!r}")
+    acs = _acs(width, center_fraction)
+    total = max(int(round(width / acceleration)), int(acs.sum()))
+    others = torch.nonzero(~acs).flatten()
+    n_pick = min(total - int(acs.sum()), others.numel())
+    offs = _offsets(offsets, batch)
+    draws = _column_draws(seed, offs, width, stream=0 if kind == "random" else 1)
+    mask = acs[None, :].repeat(batch, 1)
+    for b in range(batch):
+        if n_pick <= 0:
+            continue
+        if kind == "random":
+            order = torch.argsort(draws[b, others] * width + others)  # ties impossible: ranks by (draw, column)
+            mask[b, others[order[:n_pick]]] = True
+        else:
+            step = others.numel() / n_pick
+            phase = (draws[b, 0].item() / 2**32) * step
+            picks = torch.clamp((phase + step * torch.arange(n_pick, dtype=torch.float64)).long(), max=others.numel() - 1)
+            mask[b, others[picks]] = True
+    return mask.to(dtype)
+
+
+def mri_further_mask(mask: torch.Tensor, remove: int, seed: int, *, center_fraction: float = 0.08, offsets=None) -> torch.Tensor:
+    """Ambient further corruption of column masks ``[B, W]``: drop ``remove`` of each sample's
+    acquired non-ACS lines (chosen uniformly, Philox-seeded), keeping the ACS block; the result
+    is a subset of ``mask``."""
+    from ._checks import check_int
+    from .masks import _offsets
+
+    check_tensor("mask", mask, dims=2)
+    check_int("remove", remove, minimum=0)
+    check_int("seed", seed, minimum=0)
+    B, W = mask.shape
+    acs = _acs(W, center_fraction)
+    draws = _column_draws(seed, _offsets(offsets, B), W, stream=2)
+    out = mask.clone()
+    for b in range(B):
+        removable = torch.nonzero((mask[b] != 0).cpu() & ~acs).flatten()
+        if remove > removable.numel():
+            raise ValueError(f"remove: sample {b} has only {removable.numel()} non-ACS lines, cannot remove {remove}")
+        order = torch.argsort(draws[b, removable] * W + removable)
+        out[b, removable[order[:remove]].to(mask.device)] = 0
+    return out

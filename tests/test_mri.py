@@ -100,3 +100,65 @@ def test_bad_input(args, match):
     x, maps, cols = _case()
     with pytest.raises(ValueError, match=match):
         mri.mri_forward(*args(x, maps, cols))
+
+
+# ---- k-space column samplers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["random", "equispaced"])
+@pytest.mark.parametrize("R,W", [(4, 320), (8, 368), (2, 33)])
+def test_column_mask_lines_and_acs(kind, R, W):
+    m = mri.mri_column_mask(5, W, R, seed=3, kind=kind)
+    assert m.shape == (5, W) and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert (m.sum(1) == round(W / R)).all()  # exactly the target acceleration
+    acs = mri._acs(W, 0.08)
+    assert (m[:, acs] == 1).all()
+    assert torch.equal(m, mri.mri_column_mask(5, W, R, seed=3, kind=kind))
+    assert not torch.equal(m, mri.mri_column_mask(5, W, R, seed=4, kind=kind))
+    assert not torch.equal(m[0], m[1])  # per-sample streams
+    assert torch.equal(mri.mri_column_mask(1, W, R, seed=3, kind=kind, offsets=[2]), m[2:3])
+
+
+def test_equispaced_lines_are_evenly_spaced():
+    m = mri.mri_column_mask(2, 320, 4, seed=1, kind="equispaced", center_fraction=0.0)
+    gaps = torch.diff(torch.nonzero(m[0]).flatten())
+    assert set(gaps.tolist()) <= {4}
+
+
+def test_random_lines_cover_columns_uniformly():
+    m = mri.mri_column_mask(400, 64, 4, seed=0, center_fraction=0.0)
+    freq = m.mean(0)
+    assert (freq - 0.25).abs().max() < 0.1
+
+
+def test_acceleration_matches_deepinv_generator():
+    deepinv = pytest.importorskip("deepinv")
+    for R in (4, 8):
+        theirs = deepinv.physics.generator.RandomMaskGenerator((320, 320), acceleration=R, center_fraction=0.08,
+                                                               rng=torch.Generator().manual_seed(0)).step(batch_size=2)["mask"]
+        lines_theirs = (theirs[:, 0].sum(1) > 0).sum(-1)
+        lines_ours = mri.mri_column_mask(2, 320, R, seed=0).sum(1)
+        assert torch.equal(lines_ours.long(), lines_theirs.long())
+
+
+def test_further_mask_removes_lines_keeps_acs():
+    m = mri.mri_column_mask(4, 320, 4, seed=2)
+    f = mri.mri_further_mask(m, 12, seed=5)
+    assert (f.sum(1) == m.sum(1) - 12).all()
+    assert not ((f != 0) & (m == 0)).any()
+    assert (f[:, mri._acs(320, 0.08)] == 1).all()
+    assert torch.equal(f, mri.mri_further_mask(m, 12, seed=5))
+    with pytest.raises(ValueError, match="remove"):
+        mri.mri_further_mask(m, 100, seed=5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [(dict(acceleration=0), "acceleration"), (dict(kind="gaussian"), "kind"), (dict(center_fraction=1.5), "center_fraction"),
+     (dict(seed=-1), "seed"), (dict(offsets=[1]), "offsets")],
+)
+def test_column_mask_bad_input(kwargs, match):
+    args = dict(batch=2, width=32, acceleration=4, seed=0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        mri.mri_column_mask(args.pop("batch"), args.pop("width"), args.pop("acceleration"), args.pop("seed"), **args)
