@@ -17,6 +17,7 @@ from .lora import lora_conv2d, lora_linear  # noqa: E402
 from .masks import apply_mask, bernoulli_mask, box_mask  # noqa: E402
 from .mri import mri_adjoint, mri_column_mask, mri_forward, mri_further_mask, mri_normal  # noqa: E402
 from .noise import add_noise  # noqa: E402
+from .resample import downsample, downsample_adjoint  # noqa: E402
 
 
 def info() -> dict:
@@ -37,6 +38,8 @@ __all__ = [
     "attention",
     "bernoulli_mask",
     "box_mask",
+    "downsample",
+    "downsample_adjoint",
     "blend_tiles",
     "cpu_cache_bytes",
     "empty_cpu_cache",

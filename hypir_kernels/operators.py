@@ -6,8 +6,8 @@ on batches ``[B, C, H, W]``, are differentiable (the ops' backward is their adjo
 ``Compose(Blur(2.0), Inpainting(0.5, seed), Noise(0.05, seed))`` or ``Noise(...) @ Blur(...)``
 (right to left, like matrices).
 
-Available: :class:`Blur`, :class:`Inpainting`, :class:`MultiCoilMRI`, :class:`Noise`,
-:class:`Compose`. Still to come (issue 3): ``Filter2D``, ``Downsample``.
+Available: :class:`Blur`, :class:`Downsample`, :class:`Inpainting`, :class:`MultiCoilMRI`,
+:class:`Noise`, :class:`Compose`. Still to come (issue 3): ``Filter2D``.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .blur import gaussian_blur, gaussian_blur_adjoint
 from .masks import apply_mask
 from .mri import mri_adjoint, mri_forward
 from .noise import add_noise
+from .resample import downsample, downsample_adjoint
 
 
 class Operator:
@@ -56,6 +57,20 @@ class Blur(Operator):
 
     def A_adjoint(self, y):
         return gaussian_blur_adjoint(y, self.sigma, self.kernel_size, self.padding)
+
+
+class Downsample(Operator):
+    """Down-sampling by an integer ``factor`` (:func:`hypir_kernels.downsample`, ``mode`` "area"
+    or "bicubic")."""
+
+    def __init__(self, factor: int, mode: str = "area"):
+        self.factor, self.mode = factor, mode
+
+    def A(self, x):
+        return downsample(x, self.factor, self.mode)
+
+    def A_adjoint(self, y):
+        return downsample_adjoint(y, self.factor, self.mode)
 
 
 class Inpainting(Operator):

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import hypir_kernels as hk
-from hypir_kernels.operators import Blur, Compose, Inpainting, Noise
+from hypir_kernels.operators import Blur, Compose, Downsample, Inpainting, Noise
 
 
-def _dot_test(op, shape=(3, 2, 19, 23)):
+def _dot_test(op, shape=(3, 2, 18, 24)):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, dtype=torch.float64, generator=g)
     y = torch.randn(op.A(x).shape, dtype=torch.float64, generator=g)
@@ -27,8 +27,10 @@ def _dot_test(op, shape=(3, 2, 19, 23)):
         Compose(Blur(1.5, 7), Inpainting(0.5, seed=1)),
         Inpainting(0.5, seed=1) @ Blur(1.5, 7, padding="replicate"),
         Compose(Blur(1.0), Noise(0.1, seed=2)),
+        Downsample(2, "bicubic") @ Blur(1.0, 5),
     ],
-    ids=["blur", "blur-per-sample", "blur-aniso", "inpaint", "inpaint-further", "compose", "matmul", "blur+noise"],
+    ids=["blur", "blur-per-sample", "blur-aniso", "inpaint", "inpaint-further", "compose", "matmul", "blur+noise",
+         "blur+downsample"],
 )
 def test_adjoint_dot_test(op):
     _dot_test(op)

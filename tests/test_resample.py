@@ -1,0 +1,62 @@
+"""hypir_kernels.downsample: agrees with torch's area and antialiased-bicubic interpolation,
+exact adjoint (dot test, autograd), 16-bit accumulation, bad input."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import hypir_kernels as hk
+from hypir_kernels.resample import resample_matrix
+
+
+@pytest.mark.parametrize("mode", ["area", "bicubic"])
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(2, 3, 24, 36), (1, 1, 12, 12), (1, 2, 48, 12)])
+def test_matches_torch_interpolate_and_adjoint(shape, factor, mode):
+    x = torch.randn(shape, dtype=torch.float64)
+    y = hk.downsample(x, factor, mode)
+    if factor == 1:
+        assert torch.equal(y, x)
+    else:
+        kw = dict(antialias=True) if mode == "bicubic" else {}
+        torch.testing.assert_close(y, F.interpolate(x, scale_factor=1 / factor, mode=mode, **kw), rtol=1e-12, atol=1e-12)
+    z = torch.randn_like(y)
+    lhs, rhs = (y * z).sum(), (x * hk.downsample_adjoint(z, factor, mode)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["area", "bicubic"])
+def test_gradient_is_the_adjoint(mode):
+    x = torch.randn(1, 2, 12, 18, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: hk.downsample(t, 3, mode), (x,))
+    g = torch.randn(1, 2, 4, 6, dtype=torch.float64)
+    hk.downsample(x, 3, mode).backward(g)
+    torch.testing.assert_close(x.grad, hk.downsample_adjoint(g, 3, mode))
+
+
+def test_rows_are_normalised_and_constant_images_stay_constant():
+    for mode in ("area", "bicubic"):
+        r = resample_matrix(40, 4, mode, torch.float64)
+        torch.testing.assert_close(r.sum(1), torch.ones(10, dtype=torch.float64))
+        c = torch.full((1, 1, 40, 40), 0.7)
+        torch.testing.assert_close(hk.downsample(c, 4, mode), torch.full((1, 1, 10, 10), 0.7))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_16bit_accumulates_in_fp32(dtype):
+    x = torch.randn(1, 3, 32, 32)
+    ref = hk.downsample(x, 2, "bicubic")
+    out = hk.downsample(x.to(dtype), 2, "bicubic")
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [((torch.zeros(1, 1, 10, 9), 2), "multiples of factor"), ((torch.zeros(1, 10, 10), 2), "x: expected 4 dims"),
+     ((torch.zeros(1, 1, 8, 8), 0), "factor"), ((torch.zeros(1, 1, 8, 8, dtype=torch.int32), 2), "x: expected dtype")],
+)
+def test_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        hk.downsample(*args)
+    with pytest.raises(ValueError, match="mode"):
+        hk.downsample(torch.zeros(1, 1, 8, 8), 2, "nearest")
