@@ -13,6 +13,7 @@ from .attention_op import HEAD_DIMS, attention  # noqa: E402
 from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
+from .filter2d_op import filter2d, filter2d_adjoint  # noqa: E402
 from .lora import lora_conv2d, lora_linear  # noqa: E402
 from .masks import apply_mask, bernoulli_mask, box_mask  # noqa: E402
 from .mri import mri_adjoint, mri_column_mask, mri_forward, mri_further_mask, mri_normal  # noqa: E402
@@ -43,6 +44,8 @@ __all__ = [
     "blend_tiles",
     "cpu_cache_bytes",
     "empty_cpu_cache",
+    "filter2d",
+    "filter2d_adjoint",
     "gaussian_blur",
     "gaussian_blur_adjoint",
     "info",

@@ -6,14 +6,15 @@ on batches ``[B, C, H, W]``, are differentiable (the ops' backward is their adjo
 ``Compose(Blur(2.0), Inpainting(0.5, seed), Noise(0.05, seed))`` or ``Noise(...) @ Blur(...)``
 (right to left, like matrices).
 
-Available: :class:`Blur`, :class:`Downsample`, :class:`Inpainting`, :class:`MultiCoilMRI`,
-:class:`Noise`, :class:`Compose`. Still to come (issue 3): ``Filter2D``.
+Available: :class:`Blur`, :class:`Filter2D`, :class:`Downsample`, :class:`Inpainting`,
+:class:`MultiCoilMRI`, :class:`Noise`, :class:`Compose`.
 """
 from __future__ import annotations
 
 import torch
 
 from .blur import gaussian_blur, gaussian_blur_adjoint
+from .filter2d_op import filter2d, filter2d_adjoint
 from .masks import apply_mask
 from .mri import mri_adjoint, mri_forward
 from .noise import add_noise
@@ -57,6 +58,19 @@ class Blur(Operator):
 
     def A_adjoint(self, y):
         return gaussian_blur_adjoint(y, self.sigma, self.kernel_size, self.padding)
+
+
+class Filter2D(Operator):
+    """Per-sample 2-D filtering (:func:`hypir_kernels.filter2d`); ``kernels`` ``[B, k, k]``."""
+
+    def __init__(self, kernels: torch.Tensor, padding: str = "reflect"):
+        self.kernels, self.padding = kernels, padding
+
+    def A(self, x):
+        return filter2d(x, self.kernels, self.padding)
+
+    def A_adjoint(self, y):
+        return filter2d_adjoint(y, self.kernels, self.padding)
 
 
 class Downsample(Operator):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import hypir_kernels as hk
-from hypir_kernels.operators import Blur, Compose, Downsample, Inpainting, Noise
+from hypir_kernels.operators import Blur, Compose, Downsample, Filter2D, Inpainting, Noise
 
 
 def _dot_test(op, shape=(3, 2, 18, 24)):
@@ -28,9 +28,10 @@ def _dot_test(op, shape=(3, 2, 18, 24)):
         Inpainting(0.5, seed=1) @ Blur(1.5, 7, padding="replicate"),
         Compose(Blur(1.0), Noise(0.1, seed=2)),
         Downsample(2, "bicubic") @ Blur(1.0, 5),
+        Compose(Filter2D(torch.randn(3, 7, 7, dtype=torch.float64), "reflect"), Downsample(2)),
     ],
     ids=["blur", "blur-per-sample", "blur-aniso", "inpaint", "inpaint-further", "compose", "matmul", "blur+noise",
-         "blur+downsample"],
+         "blur+downsample", "filter2d+downsample"],
 )
 def test_adjoint_dot_test(op):
     _dot_test(op)
