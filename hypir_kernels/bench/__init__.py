@@ -198,9 +198,23 @@ def bench_mri(repeats: int) -> list[Row]:
     return rows
 
 
+def bench_filter2d(repeats: int) -> list[Row]:
+    from . import filter2d as b
+
+    rows = []
+    for k in b.SIZES:
+        x, kernels = b.make_case(k)
+        expected = b.basicsr_filter2d(x[:2], kernels[:2])
+        err = (b.ours(x[:2], kernels[:2]) - expected).abs().max().item()
+        check = f"max|ours-basicsr| {err:.1e} {'ok' if err <= 1e-4 else 'FAIL'}"
+        rows.append(Row("filter2d", f"{list(b.SHAPE)} {k}x{k} per-sample, reflect", time_ms(lambda: b.ours(x, kernels), repeats=repeats),
+                        "BasicSR grouped conv2d", time_ms(lambda: b.basicsr_filter2d(x, kernels), repeats=repeats), check))
+    return rows
+
+
 FAMILIES: dict[str, Callable[[int], list[Row]]] = {
     "blend": bench_blend, "blur": bench_blur, "attention": bench_attention, "lora": bench_lora, "masks": bench_masks,
-    "mri": bench_mri,
+    "mri": bench_mri, "filter2d": bench_filter2d,
 }
 
 

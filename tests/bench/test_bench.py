@@ -34,7 +34,7 @@ def test_main_job_prints_a_table_with_ratios():
     assert "diffusers AttnProcessor2_0" in res.stdout
     assert "SD2 256px 257 layers r=256" in res.stdout and "| peft" in res.stdout
     assert "torch rand-compare-multiply" in res.stdout
-    assert "deepinv MultiCoilMRI" in res.stdout
+    assert "deepinv MultiCoilMRI" in res.stdout and "BasicSR grouped conv2d" in res.stdout
 
 
 def test_attention_shapes_and_flops():
