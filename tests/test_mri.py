@@ -162,3 +162,18 @@ def test_column_mask_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         mri.mri_column_mask(args.pop("batch"), args.pop("width"), args.pop("acceleration"), args.pop("seed"), **args)
+
+
+def test_matches_sigpy_sense():
+    pytest.importorskip("sigpy")
+    import numpy as np
+    from sigpy.mri.linop import Sense
+
+    x, maps, cols = _case(B=1, Nc=4, H=32, W=34)
+    weights = np.broadcast_to(cols[0].numpy()[None, :], (32, 34)).copy()  # binary: sigpy's sqrt(weights) = weights
+    sense = Sense(maps[0].numpy(), weights=weights)
+    y_theirs = sense * x[0].numpy()
+    y_ours = mri.mri_forward(x, maps, cols)[0].numpy()
+    np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mri.mri_adjoint(torch.from_numpy(y_theirs)[None], maps, cols)[0].numpy(),
+                               sense.H * y_theirs, rtol=1e-10, atol=1e-12)
