@@ -142,3 +142,26 @@ def test_cuda_matches_reference(dtype, padding):
             ref = fn(x, sigma, 11, padding)
         with hk.use_backend("cuda"):
             assert_close(fn(x, sigma, 11, padding), ref)
+
+
+def test_portable_float32_path_matches_reference():
+    """On AVX2 machines float32 takes the FMA path; HYPIR_KERNELS_NO_AVX2 forces the portable loops
+    (what other CPUs run), checked here in a fresh process against the reference."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, hypir_kernels as hk\n"
+        "x = torch.randn(2, 3, 40, 37, generator=torch.Generator().manual_seed(0))\n"
+        "for pad in hk.PADDINGS:\n"
+        "    for k, s in ((9, 2.0), (21, 3.0)):\n"
+        "        out = hk.gaussian_blur(x, torch.tensor([s, s / 2]), k, pad)\n"
+        "        with hk.use_backend('reference'):\n"
+        "            ref = hk.gaussian_blur(x, torch.tensor([s, s / 2]), k, pad)\n"
+        "        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, HYPIR_KERNELS_NO_AVX2="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr

@@ -2,6 +2,7 @@
 // Per (b, c) plane: a pass along W into a plane-sized fp32 (fp64) scratch, then a pass along H.
 // Interior pixels use straight vectorisable loops; pixels whose taps reach the padding use the
 // header's correlate_at / correlate_adjoint_at (the code the CUDA kernels run everywhere).
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -50,8 +51,10 @@ __attribute__((target("avx2,fma"))) void taps_avx2(const float* const* rows, con
   }
 }
 
+// HYPIR_KERNELS_NO_AVX2=1 forces the portable loops (tests run them on AVX2 machines too).
 bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          std::getenv("HYPIR_KERNELS_NO_AVX2") == nullptr;
   return has;
 }
 #endif
