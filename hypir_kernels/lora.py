@@ -2,7 +2,7 @@
 
 ``y = base(x) + s * B(A(dropout(x)))`` with the base weight frozen (no gradient); ``x``, ``A``
 and ``B`` receive gradients. Shapes as in peft: linear ``A [r, in]``, ``B [out, r]``; conv
-``A [r, in/groups... = in, kh, kw]`` (same kernel, stride, padding, dilation as the base) and
+``A [r, in, kh, kw]`` (same kernel, stride, padding, dilation as the base; groups 1) and
 ``B [out, r, 1, 1]``.
 
 Strategies

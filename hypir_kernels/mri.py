@@ -22,7 +22,9 @@ from __future__ import annotations
 import torch
 
 from . import _extension
-from ._checks import check_tensor
+from ._checks import check_int, check_tensor
+from .masks import _offsets
+from .reference.masks import philox4x32_10
 
 _COMPLEX = (torch.complex64, torch.complex128)
 _REAL = (torch.float32, torch.float64)
@@ -39,12 +41,16 @@ def _as_complex(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
     return torch.complex(x[:, 0], x[:, 1]), True
 
 
-def _check(maps: torch.Tensor, mask: torch.Tensor, batch: int, h: int, w: int, dtype) -> None:
+def _check(maps: torch.Tensor, mask: torch.Tensor, batch: int, h: int, w: int, dtype, device) -> None:
     check_tensor("maps", maps, dims=4, dtypes=_COMPLEX)
+    if maps.device != device:
+        raise ValueError(f"maps: expected the device of the data ({device}), got {maps.device}")
     if maps.shape[0] != batch or tuple(maps.shape[2:]) != (h, w):
         raise ValueError(f"maps: expected [B={batch}, Nc, {h}, {w}], got {tuple(maps.shape)}")
     if maps.dtype != dtype:
         raise ValueError(f"maps: expected the complex dtype of x ({dtype}), got {maps.dtype}")
+    if mask.device != maps.device:
+        raise ValueError(f"mask: expected the device of maps ({maps.device}), got {mask.device}")
     check_tensor("mask", mask)
     if mask.is_complex():
         raise ValueError("mask: expected a real or bool tensor, got a complex one")
@@ -90,7 +96,7 @@ def mri_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
     """``y = M F_c (S x)``: multi-coil k-space ``[B, Nc, H, W]`` (see module doc for shapes)."""
     xc, real_view = _as_complex(x, "x")
     B, H, W = xc.shape
-    _check(maps, mask, B, H, W, xc.dtype)
+    _check(maps, mask, B, H, W, xc.dtype, xc.device)
     m = mask.to(xc.real.dtype)
     if H % 2 or W % 2:
         y = _fft2c_full(maps * xc[:, None], inverse=False)
@@ -133,7 +139,7 @@ def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
         real_view = True
         B, _, Nc, H, W = y.shape
     cdtype = y.dtype if y.is_complex() else (torch.complex128 if y.dtype == torch.float64 else torch.complex64)
-    _check(maps, mask, B, H, W, cdtype)
+    _check(maps, mask, B, H, W, cdtype, y.device)
     if maps.shape[1] != Nc:
         raise ValueError(f"maps: expected Nc={Nc} coils as in y, got {maps.shape[1]}")
     m = mask.to(maps.real.dtype)
@@ -176,8 +182,6 @@ def mri_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch
 def _column_draws(seed: int, offsets: list[int], width: int, stream: int) -> torch.Tensor:
     """Philox words ``[B, width]`` for per-column decisions; ``stream`` separates the samplers
     (and keeps them apart from the image masks and noise drawn from the same seed)."""
-    from .reference.masks import philox4x32_10
-
     u32 = 0xFFFFFFFF
     offs = torch.tensor(offsets, dtype=torch.int64)
     c0 = torch.arange(width, dtype=torch.int64)[None, :].expand(len(offsets), -1)
@@ -202,9 +206,6 @@ def mri_column_mask(batch: int, width: int, acceleration: int, seed: int, *, cen
     uniformly without replacement (``kind="random"``) or evenly spaced with a random phase
     (``"equispaced"``) among the other columns -- the fastMRI / deepinv samplers, with exactly the
     target number of lines. Seeded per sample (Philox, ``offsets`` as for the image masks)."""
-    from ._checks import check_int
-    from .masks import _offsets
-
     check_int("batch", batch, minimum=0)
     check_int("width", width, minimum=1)
     check_int("acceleration", acceleration, minimum=1)
@@ -238,9 +239,6 @@ def mri_further_mask(mask: torch.Tensor, remove: int, seed: int, *, center_fract
     """Ambient further corruption of column masks ``[B, W]``: drop ``remove`` of each sample's
     acquired non-ACS lines (chosen uniformly, Philox-seeded), keeping the ACS block; the result
     is a subset of ``mask``."""
-    from ._checks import check_int
-    from .masks import _offsets
-
     check_tensor("mask", mask, dims=2)
     check_int("remove", remove, minimum=0)
     check_int("seed", seed, minimum=0)

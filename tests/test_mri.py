@@ -94,6 +94,8 @@ def test_empty_column_mask_gives_zeros():
         (lambda x, m, c: (x, m, c[:1]), "mask: a column mask must be"),
         (lambda x, m, c: (x, m, c.to(torch.complex128)), "mask: expected a real"),
         (lambda x, m, c: (x, m.real, c), "maps: expected dtype"),
+        (lambda x, m, c: (x, m.to("meta"), c), "maps: expected the device"),
+        (lambda x, m, c: (x, m, c.to("meta")), "mask: expected the device"),
     ],
 )
 def test_bad_input(args, match):
