@@ -51,6 +51,22 @@ at::Tensor add_noise_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef o
   return out;
 }
 
+at::Tensor mix_rows_cpu_op(const at::Tensor& x, const at::Tensor& taps, int64_t pad, bool adjoint) {
+  const bool complex = x.scalar_type() == at::kComplexFloat || x.scalar_type() == at::kComplexDouble;
+  TORCH_CHECK_VALUE(x.device().is_cpu() && x.dim() == 4 && complex && x.is_contiguous() && !x.is_conj(),
+                    "x: expected a contiguous complex64/complex128 CPU tensor [B, C, H, F], got ", x.scalar_type(),
+                    " with ", x.dim(), " dims");
+  TORCH_CHECK_VALUE(taps.device().is_cpu() && taps.dim() == 3 && taps.scalar_type() == x.scalar_type() &&
+                        taps.is_contiguous() && !taps.is_conj() && taps.size(0) == x.size(0) &&
+                        taps.size(2) == x.size(3) && taps.size(1) % 2 == 1,
+                    "taps: expected a contiguous [B, k, F] tensor (odd k) of x's dtype, got ", taps.sizes());
+  TORCH_CHECK_VALUE(pad >= 0 && pad <= 3, "pad: unknown padding code ", pad);
+  const RowMixGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), taps.size(1), static_cast<int>(pad), adjoint};
+  auto out = empty_cpu_output(x.sizes(), x.options());
+  mix_rows_cpu(x.scalar_type() == at::kComplexDouble, x.const_data_ptr(), taps.const_data_ptr(), g, out.data_ptr());
+  return out;
+}
+
 // An uninitialised CPU tensor like x from the output cache (see binding.h): for ops composed in
 // Python whose large outputs would otherwise fault in fresh pages on every call.
 at::Tensor empty_like_cached_op(const at::Tensor& x) {
@@ -70,6 +86,8 @@ TORCH_LIBRARY(hypir_kernels, m) {
       "_apply_mask(Tensor x, int seed, int[] offsets, int threshold, int further_threshold, bool shared) "
       "-> (Tensor, Tensor)");
   // x [B, C, H, W] filtered along W with wx [B, kx], then along H with wy [B, ky]; or the adjoint.
+  // filter2d's row mixing of row spectra x [B, C, H, F] with taps [B, k, F] (see launch.h).
+  m.def("_mix_rows(Tensor x, Tensor taps, int pad, bool adjoint) -> Tensor");
   m.def("_separable_filter(Tensor x, Tensor wy, Tensor wx, int pad, bool adjoint) -> Tensor");
   m.def(
       "_blend_tiles(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, int weight, "
@@ -86,6 +104,7 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_separable_filter", &hk::separable_filter_cpu_op);
   m.impl("_apply_mask", &hk::apply_mask_cpu_op);
   m.impl("_add_noise", &hk::add_noise_cpu_op);
+  m.impl("_mix_rows", &hk::mix_rows_cpu_op);
   m.impl("_empty_like_cached", &hk::empty_like_cached_op);
 }
 

@@ -6,12 +6,8 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
+#include "cpu_features.h"
 #include "hypir_kernels/launch.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define HK_FILTER_AVX2 1
-#endif
 
 namespace hk {
 namespace {
@@ -26,7 +22,7 @@ inline void interior(int64_t n, int64_t k, int64_t* lo, int64_t* hi) {
   *hi = n - r - 1 > *lo ? n - r - 1 : *lo;
 }
 
-#ifdef HK_FILTER_AVX2
+#ifdef HK_CPU_AVX2
 // dst[i] = sum_t w[t] * rows[t][i], i in [0, n): 8-wide FMAs with the accumulators in registers
 // (the portable build targets SSE2 and re-reads an accumulator row per tap). Chosen at run time
 // on CPUs with AVX2 and FMA; float32 only. FMA rounds once per tap, so results differ from the
@@ -50,13 +46,6 @@ __attribute__((target("avx2,fma"))) void taps_avx2(const float* const* rows, con
     dst[i] = a;
   }
 }
-
-// HYPIR_KERNELS_NO_AVX2=1 forces the portable loops (tests run them on AVX2 machines too).
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          std::getenv("HYPIR_KERNELS_NO_AVX2") == nullptr;
-  return has;
-}
 #endif
 
 template <typename T, typename Acc = typename acc_type<T>::type>
@@ -69,7 +58,7 @@ void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeomet
   {
     std::vector<Acc> tmp(static_cast<size_t>(H * W));
     std::vector<Acc> row(static_cast<size_t>(W));
-#ifdef HK_FILTER_AVX2
+#ifdef HK_CPU_AVX2
     constexpr bool kFloat = std::is_same<T, float>::value;
     const bool avx2 = kFloat && cpu_has_avx2();
     std::vector<const float*> rows(static_cast<size_t>(ky > kx ? ky : kx));
@@ -90,7 +79,7 @@ void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeomet
         for (int64_t y = 0; y < H; ++y) {
           const T* s = src + y * sh;
           Acc* o = tp + y * W;
-#ifdef HK_FILTER_AVX2
+#ifdef HK_CPU_AVX2
           if constexpr (kFloat) {
             if (avx2) {  // pad the row once, then every output (borders too) is a straight FMA run
               float* pr = padded_row.data();
@@ -128,7 +117,7 @@ void run(const T* x, const Acc* wy_all, const Acc* wx_all, const SeparableGeomet
         }
         // Along H: out[y, :] = sum_t wy[t] tmp[pad(y + t - ry), :].
         for (int64_t y = 0; y < H; ++y) {
-#ifdef HK_FILTER_AVX2
+#ifdef HK_CPU_AVX2
           if constexpr (kFloat) {
             if (avx2) {
               int64_t n = 0;  // taps that read a row (zero padding drops the others)

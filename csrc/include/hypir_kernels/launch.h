@@ -68,3 +68,19 @@ int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const flo
                    void* out, void* stream);
 
 }  // namespace hk
+
+namespace hk {
+
+// Row mixing of filter2d's row-spectral path (cpu/row_mix.cpp): x, out contiguous complex
+// [B, C, H, F] and taps [B, k, F] (odd k) as interleaved (re, im) float32 or float64 pairs.
+//   forward  out[b, c, y] = sum_t taps[b, t] * x[b, c, pad(y + t - k/2)]
+//   adjoint  the exact adjoint: conj(taps), rows scattered back and folded at the borders
+struct RowMixGeometry {
+  int64_t B, C, H, F, k;
+  int pad;
+  bool adjoint;
+};
+
+void mix_rows_cpu(bool fp64, const void* x, const void* taps, const RowMixGeometry& g, void* out);
+
+}  // namespace hk
