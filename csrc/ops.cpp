@@ -51,19 +51,25 @@ at::Tensor add_noise_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef o
   return out;
 }
 
-at::Tensor mix_rows_cpu_op(const at::Tensor& x, const at::Tensor& taps, int64_t pad, bool adjoint) {
-  const bool complex = x.scalar_type() == at::kComplexFloat || x.scalar_type() == at::kComplexDouble;
-  TORCH_CHECK_VALUE(x.device().is_cpu() && x.dim() == 4 && complex && x.is_contiguous() && !x.is_conj(),
-                    "x: expected a contiguous complex64/complex128 CPU tensor [B, C, H, F], got ", x.scalar_type(),
-                    " with ", x.dim(), " dims");
-  TORCH_CHECK_VALUE(taps.device().is_cpu() && taps.dim() == 3 && taps.scalar_type() == x.scalar_type() &&
+at::Tensor filter2d_fft_cpu_op(const at::Tensor& x, const at::Tensor& taps, int64_t n, int64_t pad, bool adjoint) {
+  const bool fp64 = x.scalar_type() == at::kDouble;
+  TORCH_CHECK_VALUE(x.device().is_cpu() && x.dim() == 4 && (fp64 || x.scalar_type() == at::kFloat) && x.is_contiguous(),
+                    "x: expected a contiguous float32/float64 CPU tensor [B, C, H, W], got ", x.scalar_type(), " with ",
+                    x.dim(), " dims");
+  TORCH_CHECK_VALUE(taps.device().is_cpu() && taps.dim() == 3 &&
+                        taps.scalar_type() == (fp64 ? at::kComplexDouble : at::kComplexFloat) &&
                         taps.is_contiguous() && !taps.is_conj() && taps.size(0) == x.size(0) &&
-                        taps.size(2) == x.size(3) && taps.size(1) % 2 == 1,
-                    "taps: expected a contiguous [B, k, F] tensor (odd k) of x's dtype, got ", taps.sizes());
+                        taps.size(1) % 2 == 1 && taps.size(2) == n / 2 + 1,
+                    "taps: expected a contiguous complex tensor [B, k, n / 2 + 1] (odd k) matching x's precision, got ",
+                    taps.scalar_type(), " ", taps.sizes());
+  int64_t m = n;
+  for (int64_t p : {2, 3})
+    while (m > 1 && m % p == 0) m /= p;
+  TORCH_CHECK_VALUE(m == 1 && n >= x.size(2) + taps.size(1) - 1, "n: expected 2^a 3^b >= H + k - 1, got ", n);
   TORCH_CHECK_VALUE(pad >= 0 && pad <= 3, "pad: unknown padding code ", pad);
-  const RowMixGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), taps.size(1), static_cast<int>(pad), adjoint};
   auto out = empty_cpu_output(x.sizes(), x.options());
-  mix_rows_cpu(x.scalar_type() == at::kComplexDouble, x.const_data_ptr(), taps.const_data_ptr(), g, out.data_ptr());
+  const Filter2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), taps.size(1), n, static_cast<int>(pad), adjoint};
+  filter2d_fft_cpu(fp64, x.const_data_ptr(), taps.const_data_ptr(), g, out.data_ptr());
   return out;
 }
 
@@ -86,8 +92,8 @@ TORCH_LIBRARY(hypir_kernels, m) {
       "_apply_mask(Tensor x, int seed, int[] offsets, int threshold, int further_threshold, bool shared) "
       "-> (Tensor, Tensor)");
   // x [B, C, H, W] filtered along W with wx [B, kx], then along H with wy [B, ky]; or the adjoint.
-  // filter2d's row mixing of row spectra x [B, C, H, F] with taps [B, k, F] (see launch.h).
-  m.def("_mix_rows(Tensor x, Tensor taps, int pad, bool adjoint) -> Tensor");
+  // filter2d (or its adjoint) on the CPU: transforms along H, mixing along W (see launch.h).
+  m.def("_filter2d_fft(Tensor x, Tensor taps, int n, int pad, bool adjoint) -> Tensor");
   m.def("_separable_filter(Tensor x, Tensor wy, Tensor wx, int pad, bool adjoint) -> Tensor");
   m.def(
       "_blend_tiles(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, int weight, "
@@ -104,7 +110,7 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_separable_filter", &hk::separable_filter_cpu_op);
   m.impl("_apply_mask", &hk::apply_mask_cpu_op);
   m.impl("_add_noise", &hk::add_noise_cpu_op);
-  m.impl("_mix_rows", &hk::mix_rows_cpu_op);
+  m.impl("_filter2d_fft", &hk::filter2d_fft_cpu_op);
   m.impl("_empty_like_cached", &hk::empty_like_cached_op);
 }
 

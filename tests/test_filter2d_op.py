@@ -1,7 +1,8 @@
-"""hypir_kernels.filter2d: every path (direct, 2-D FFT, row-spectral) against an explicit
-shift-and-add reference for every padding, tiny images (kernel larger than the image), dtypes, the
-adjoint (dot test), gradients in x and kernels, agreement with BasicSR's filter2D (reflect), bad
-input; the row-mixing kernel op (every SIMD variant) against its torch reference."""
+"""hypir_kernels.filter2d: every path (the fused CPU kernel in each SIMD variant, grouped conv2d,
+2-D FFT) against an explicit shift-and-add reference for every padding, tiny images (kernel larger
+than the image), dtypes, the adjoint (dot test), gradients in x and kernels, agreement with
+BasicSR's filter2D (reflect), bad input."""
+import inspect
 import os
 import subprocess
 import sys
@@ -12,7 +13,6 @@ import torch.nn.functional as F
 
 import hypir_kernels as hk
 from hypir_kernels import filter2d_op as f2d
-from hypir_kernels.reference import filter2d as ref_f2d
 from hypir_kernels.reference.blur import PADDINGS, pad_index
 
 
@@ -31,10 +31,11 @@ def _reference(x, kernels, padding):
     return out
 
 
-@pytest.fixture(params=["direct", "fft", "rows"])
+@pytest.fixture(params=["fused", "direct", "fft2d"])
 def path(request, monkeypatch):
-    monkeypatch.setattr(f2d, "FFT_MIN_KERNEL", 1 if request.param == "fft" else 10**6)
-    monkeypatch.setattr(f2d, "ROWS_MIN_KERNEL", 1 if request.param == "rows" else 10**6)
+    if request.param != "fused":  # the paths other devices take
+        monkeypatch.setattr(f2d, "_cpu_path", lambda x, kernels: False)
+        monkeypatch.setattr(f2d, "FFT_MIN_KERNEL", 1 if request.param == "fft2d" else 10**6)
     return request.param
 
 
@@ -79,73 +80,51 @@ def test_matches_basicsr_filter2d(k):
     torch.testing.assert_close(hk.filter2d(x, kernels), basicsr, rtol=1e-5, atol=1e-5)
 
 
-def test_x_gradient_through_the_row_path(monkeypatch):
-    """With kernels fixed the row-spectral op runs in forward and backward (its backward is the
-    same pipeline as the exact adjoint); with kernels requiring grad the 2-D FFT path takes over."""
-    monkeypatch.setattr(f2d, "ROWS_MIN_KERNEL", 1)
+def test_x_gradient_through_the_fused_kernel():
+    """With kernels fixed the fused CPU kernel runs in forward and backward (its backward is the
+    same kernel as the exact adjoint); with kernels requiring grad the torch paths take over."""
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 3, 9, 12, dtype=torch.float64, generator=g, requires_grad=True)
     kernels = torch.randn(2, 7, 7, dtype=torch.float64, generator=g)
-    assert f2d._rows_path(x, kernels)
-    out = hk.filter2d(x, kernels, "reflect")
-    assert "filter2d_rows" in str(out.grad_fn.name())
+    assert f2d._cpu_path(x, kernels)
+    assert "filter2d_cpu" in hk.filter2d(x, kernels, "reflect").grad_fn.name()
     torch.autograd.gradcheck(lambda a: hk.filter2d(a, kernels, "reflect"), (x,))
     torch.autograd.gradcheck(lambda a: hk.filter2d_adjoint(a, kernels, "zeros"), (x,))
-    assert not f2d._rows_path(x, kernels.requires_grad_())
+    assert not f2d._cpu_path(x, kernels.requires_grad_())
 
 
-def test_row_path_default_by_size():
-    x = torch.zeros(1, 1, 8, 8)
-    assert not f2d._rows_path(x, torch.zeros(1, f2d.ROWS_MIN_KERNEL - 2, f2d.ROWS_MIN_KERNEL - 2))
-    assert f2d._rows_path(x, torch.zeros(1, f2d.ROWS_MIN_KERNEL, f2d.ROWS_MIN_KERNEL))
+def test_fft_length_is_the_smallest_2a3b():
+    lengths = sorted(2**a * 3**b for a in range(12) for b in range(8))
+    for m in range(1, 700):
+        assert f2d._fft_length(m) == next(n for n in lengths if n >= m), m
 
 
-_MIX_CASES = [  # B, C, H, F, k: channel groups of 3 and a rest, bins off every vector width, k > H
-    (2, 3, 13, 17, 5), (1, 5, 9, 70, 7), (3, 1, 4, 33, 9), (2, 2, 1, 1, 3), (1, 4, 6, 145, 1),
-]
-
-
-@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=str)
-@pytest.mark.parametrize("adjoint", [False, True], ids=["forward", "adjoint"])
-@pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize("B,C,H,F,k", _MIX_CASES)
-def test_mix_rows_matches_reference(B, C, H, F, k, padding, adjoint, dtype):
-    g = torch.Generator().manual_seed(B * 100 + F)
-    x = torch.randn(B, C, H, F, dtype=dtype, generator=g)
-    taps = torch.randn(B, k, F, dtype=dtype, generator=g)
-    mode = PADDINGS.index(padding)
-    out = torch.ops.hypir_kernels._mix_rows(x, taps, mode, adjoint)
-    tol = 1e-12 if dtype == torch.complex128 else 1e-5
-    torch.testing.assert_close(out, ref_f2d.mix_rows(x, taps, mode, adjoint), rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("padding", PADDINGS)
-def test_mix_rows_adjoint_dot_test(padding):
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 3, 11, 20, dtype=torch.complex128, generator=g)
-    y = torch.randn(2, 3, 11, 20, dtype=torch.complex128, generator=g)
-    taps = torch.randn(2, 7, 20, dtype=torch.complex128, generator=g)
-    mode = PADDINGS.index(padding)
-    lhs = torch.vdot(y.flatten(), torch.ops.hypir_kernels._mix_rows(x, taps, mode, False).flatten())
-    rhs = torch.vdot(torch.ops.hypir_kernels._mix_rows(y, taps, mode, True).flatten(), x.flatten())
-    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+_SIMD_CASES = [((2, 3, 17, 23), 5), ((1, 5, 40, 37), 21), ((3, 1, 1, 5), 3), ((1, 2, 4, 6), 9), ((1, 1, 33, 70), 1)]
 
 
 @pytest.mark.parametrize("env", ["HYPIR_KERNELS_NO_AVX512", "HYPIR_KERNELS_NO_AVX2"])
-def test_mix_rows_simd_fallbacks_match_reference(env):
-    """float32 takes AVX-512 where the CPU has it; these variables force the AVX2 loops and the
-    portable loops (what other CPUs run), checked in a fresh process against the reference."""
+def test_fused_kernel_simd_fallbacks(env):
+    """The fused kernel takes AVX-512 where the CPU has it; these variables force the AVX2 loops and
+    the portable loops (what other CPUs run): each checked in a fresh process against the
+    explicit reference (float32 and float64) and by the dot test of its adjoint."""
     code = (
-        "import torch, hypir_kernels\n"
-        "from hypir_kernels.reference.filter2d import mix_rows\n"
-        f"for B, C, H, F, k in {_MIX_CASES!r}:\n"
-        "    for mode in range(4):\n"
-        "        for adjoint in (False, True):\n"
-        "            g = torch.Generator().manual_seed(F)\n"
-        "            x = torch.randn(B, C, H, F, dtype=torch.complex64, generator=g)\n"
-        "            taps = torch.randn(B, k, F, dtype=torch.complex64, generator=g)\n"
-        "            out = torch.ops.hypir_kernels._mix_rows(x, taps, mode, adjoint)\n"
-        "            torch.testing.assert_close(out, mix_rows(x, taps, mode, adjoint), rtol=1e-5, atol=1e-5)\n"
+        "import torch, hypir_kernels as hk\n"
+        "from hypir_kernels.reference.blur import PADDINGS, pad_index\n"
+        + inspect.getsource(_reference)
+        + f"for shape, k in {_SIMD_CASES!r}:\n"
+        "    for padding in hk.PADDINGS:\n"
+        "        g = torch.Generator().manual_seed(k)\n"
+        "        x = torch.randn(shape, dtype=torch.float64, generator=g)\n"
+        "        y = torch.randn(shape, dtype=torch.float64, generator=g)\n"
+        "        w = torch.randn(shape[0], k, k, dtype=torch.float64, generator=g)\n"
+        "        ref = _reference(x, w, padding)\n"
+        "        torch.testing.assert_close(hk.filter2d(x, w, padding), ref, rtol=1e-12, atol=1e-12)\n"
+        "        out32 = hk.filter2d(x.float(), w.float(), padding).double()\n"
+        "        torch.testing.assert_close(out32, ref, rtol=1e-5, atol=1e-5)\n"
+        "        for dt, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):\n"
+        "            lhs = (hk.filter2d(x.to(dt), w.to(dt), padding).double() * y).sum()\n"
+        "            rhs = (x * hk.filter2d_adjoint(y.to(dt), w.to(dt), padding).double()).sum()\n"
+        "            torch.testing.assert_close(lhs, rhs, rtol=tol, atol=tol)\n"
         "print('ok')\n"
     )
     res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **{env: "1"}), capture_output=True,
@@ -153,18 +132,23 @@ def test_mix_rows_simd_fallbacks_match_reference(env):
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
 
 
+def _taps(kernels, n):
+    return (torch.fft.rfft(kernels.transpose(1, 2), n=n).conj() / n).contiguous()
+
+
 @pytest.mark.parametrize(
-    "x,taps,match",
+    "x,taps,n,match",
     [
-        (torch.zeros(1, 1, 4, 5), torch.zeros(1, 3, 5, dtype=torch.complex64), "x: expected a contiguous complex"),
-        (torch.zeros(1, 1, 4, 5, dtype=torch.complex64), torch.zeros(1, 2, 5, dtype=torch.complex64), "taps"),
-        (torch.zeros(1, 1, 4, 5, dtype=torch.complex64), torch.zeros(1, 3, 6, dtype=torch.complex64), "taps"),
-        (torch.zeros(1, 1, 4, 5, dtype=torch.complex64), torch.zeros(1, 3, 5, dtype=torch.complex128), "taps"),
+        (torch.zeros(1, 1, 4, 5, dtype=torch.float16), _taps(torch.zeros(1, 3, 3), 6), 6, "x: expected a contiguous float32"),
+        (torch.zeros(1, 1, 4, 5), _taps(torch.zeros(1, 3, 3, dtype=torch.float64), 6), 6, "taps"),
+        (torch.zeros(1, 1, 4, 5), _taps(torch.zeros(1, 3, 3), 8), 6, "taps"),
+        (torch.zeros(1, 1, 4, 5), _taps(torch.zeros(1, 3, 3), 10), 10, "n: expected 2\\^a 3\\^b"),
+        (torch.zeros(1, 1, 6, 5), _taps(torch.zeros(1, 3, 3), 6), 6, "n: expected 2\\^a 3\\^b >= H"),
     ],
 )
-def test_mix_rows_bad_input(x, taps, match):
+def test_fused_kernel_bad_input(x, taps, n, match):
     with pytest.raises(ValueError, match=match):
-        torch.ops.hypir_kernels._mix_rows(x, taps, 0, False)
+        torch.ops.hypir_kernels._filter2d_fft(x, taps, n, 0, False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)

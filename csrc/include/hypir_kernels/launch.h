@@ -71,16 +71,15 @@ int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const flo
 
 namespace hk {
 
-// Row mixing of filter2d's row-spectral path (cpu/row_mix.cpp): x, out contiguous complex
-// [B, C, H, F] and taps [B, k, F] (odd k) as interleaved (re, im) float32 or float64 pairs.
-//   forward  out[b, c, y] = sum_t taps[b, t] * x[b, c, pad(y + t - k/2)]
-//   adjoint  the exact adjoint: conj(taps), rows scattered back and folded at the borders
-struct RowMixGeometry {
-  int64_t B, C, H, F, k;
+// filter2d on the CPU, fused (cpu/filter2d_fft.cpp), or its exact adjoint: x, out contiguous
+// [B, C, H, W] float32 or float64; taps [B, k, F] interleaved complex of the same precision,
+// F = n / 2 + 1: conj(FFT_n(kernel[b, :, t])) / n, the FFT along H of length n = 2^a 3^b >= H + k - 1.
+struct Filter2dGeometry {
+  int64_t B, C, H, W, k, n;
   int pad;
   bool adjoint;
 };
 
-void mix_rows_cpu(bool fp64, const void* x, const void* taps, const RowMixGeometry& g, void* out);
+void filter2d_fft_cpu(bool fp64, const void* x, const void* taps, const Filter2dGeometry& g, void* out);
 
 }  // namespace hk
