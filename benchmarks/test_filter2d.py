@@ -2,7 +2,7 @@
 
     pytest benchmarks/test_filter2d.py --benchmark-only
 
-Groups ``filter2d_21x21`` and ``filter2d_41x41``: ours (direct or FFT path by size) vs the
+Groups ``filter2d_7x7``, ``filter2d_21x21``, ``filter2d_41x41``: ours (the fused CPU kernel) vs the
 BasicSR grouped-conv2d formulation.
 """
 import pytest

@@ -1,5 +1,5 @@
 """Per-sample filter2d cases, shared by ``python -m hypir_kernels.bench`` and ``benchmarks/``:
-[32, 3, 256, 256] float32, reflect, per-sample random 21x21 and 41x41 kernels, against the
+[32, 3, 256, 256] float32, reflect, per-sample random 7x7, 21x21 and 41x41 kernels, against the
 grouped-conv2d formulation of BasicSR's ``filter2D``."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from .. import filter2d
 
 SHAPE = (32, 3, 256, 256)
-SIZES = (21, 41)
+SIZES = (7, 21, 41)
 
 
 def make_case(k: int, seed: int = 0):
