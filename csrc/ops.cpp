@@ -32,13 +32,14 @@ at::Tensor separable_filter_cpu_op(const at::Tensor& x, const at::Tensor& wy, co
   return out;
 }
 
+template <decltype(&apply_mask_cpu) Launch>
 std::tuple<at::Tensor, at::Tensor> apply_mask_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets,
                                                      int64_t threshold, int64_t further_threshold, bool shared) {
   TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
   const auto g = mask_geometry(x, seed, offsets, threshold, further_threshold, shared);
   auto out = empty_cpu_output(x.sizes(), x.options());
   auto further = further_threshold >= 0 ? empty_cpu_output(x.sizes(), x.options()) : at::empty({0}, x.options());
-  apply_mask_cpu(to_dtype(x, "x"), x.const_data_ptr(), offsets.data(), g, out.data_ptr(),
+  Launch(to_dtype(x, "x"), x.const_data_ptr(), offsets.data(), g, out.data_ptr(),
                  further_threshold >= 0 ? further.data_ptr() : nullptr);
   return {out, further};
 }
@@ -91,6 +92,10 @@ TORCH_LIBRARY(hypir_kernels, m) {
   m.def(
       "_apply_mask(Tensor x, int seed, int[] offsets, int threshold, int further_threshold, bool shared) "
       "-> (Tensor, Tensor)");
+  // Test hook: the CUDA kernel's per-group code (mask::apply_group) executed on the CPU.
+  m.def(
+      "_apply_mask_groupwise(Tensor x, int seed, int[] offsets, int threshold, int further_threshold, bool shared) "
+      "-> (Tensor, Tensor)");
   // x [B, C, H, W] filtered along W with wx [B, kx], then along H with wy [B, ky]; or the adjoint.
   // filter2d (or its adjoint) on the CPU: transforms along H, mixing along W (see launch.h).
   m.def("_filter2d_fft(Tensor x, Tensor taps, int n, int pad, bool adjoint) -> Tensor");
@@ -108,7 +113,8 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_blend_tiles", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu>);
   m.impl("_blend_tiles_pixelwise", &hk::blend_tiles_cpu_op<&hk::blend_tiles_cpu_pixelwise>);
   m.impl("_separable_filter", &hk::separable_filter_cpu_op);
-  m.impl("_apply_mask", &hk::apply_mask_cpu_op);
+  m.impl("_apply_mask", &hk::apply_mask_cpu_op<&hk::apply_mask_cpu>);
+  m.impl("_apply_mask_groupwise", &hk::apply_mask_cpu_op<&hk::apply_mask_cpu_groupwise>);
   m.impl("_add_noise", &hk::add_noise_cpu_op);
   m.impl("_filter2d_fft", &hk::filter2d_fft_cpu_op);
   m.impl("_empty_like_cached", &hk::empty_like_cached_op);

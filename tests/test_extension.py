@@ -49,6 +49,9 @@ def test_public_ops_are_torch_library_ops():
     assert hasattr(torch.ops.hypir_kernels, "blend_tiles")
     assert hasattr(torch.ops.hypir_kernels, "_blend_tiles")
     assert _extension.has_kernel("_blend_tiles_pixelwise", "CPU")
+    # CPU-only kernel ops: test hooks and the fused filter2d (other devices compose torch ops).
+    for op in ("_apply_mask_groupwise", "_filter2d_fft"):
+        assert _extension.has_kernel(op, "CPU"), op
 
 
 def _big_blend():

@@ -93,6 +93,17 @@ def test_x_gradient_through_the_fused_kernel():
     assert not f2d._cpu_path(x, kernels.requires_grad_())
 
 
+def test_torch_compile_fullgraph():
+    """The fused CPU op traces as one opaque custom op (fake impl gives shape and dtype), forward
+    and backward."""
+    x = torch.randn(2, 3, 12, 10, requires_grad=True)
+    kernels = torch.rand(2, 5, 5)
+    f = lambda a: hk.filter2d(a, kernels, "reflect").square().sum()  # noqa: E731
+    (g_eager,) = torch.autograd.grad(f(x), x)
+    (g_compiled,) = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="eager")(x), x)
+    torch.testing.assert_close(g_compiled, g_eager)
+
+
 def test_fft_length_is_the_smallest_2a3b():
     lengths = sorted(2**a * 3**b for a in range(12) for b in range(8))
     for m in range(1, 700):

@@ -55,6 +55,24 @@ def test_philox_matches_triton():
     assert torch.equal(out.reshape(16, 4), torch.stack(ours, -1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16], ids=str)
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("shape", [(3, 2, 37, 41), (1, 1, 1, 3), (2, 4, 5, 1)])
+def test_cuda_group_code_matches_reference(shape, shared, dtype):
+    """The CUDA kernel's per-group code (mask::apply_group), run on the CPU by a test hook, draws
+    the reference's masks bit for bit (the CPU launcher has its own chunked loop)."""
+    from hypir_kernels.masks import _thresholds
+
+    x = torch.randn(shape).to(dtype)
+    offsets = [11 + b for b in range(shape[0])]
+    threshold, further = _thresholds(0.37, 0.25)
+    out = torch.ops.hypir_kernels._apply_mask_groupwise(x, 2**33 + 5, offsets, threshold, further, shared)
+    with use_backend("reference"):
+        ref = hk.apply_mask(x, 0.37, 2**33 + 5, shared_channels=shared, offsets=offsets, further_delta=0.25)
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    assert 0 < (out[0] != 0).sum() < x.numel()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("shape", [(3, 2, 37, 41), (1, 1, 1, 3), (2, 4, 5, 1)])

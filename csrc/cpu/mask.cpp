@@ -56,7 +56,29 @@ void run(const T* x, const int64_t* offsets, const MaskGeometry& g, T* out, T* o
   }
 }
 
+template <typename T>
+void run_groupwise(const T* x, const int64_t* offsets, const MaskGeometry& g, T* out, T* out_further) {
+  const int64_t groups = (mask::drawn_per_sample(g) + 3) / 4;
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t grp = 0; grp < groups; ++grp) mask::apply_group(x, out, out_further, g, b, uint64_t(offsets[b]), grp);
+}
+
 }  // namespace
+
+void apply_mask_cpu_groupwise(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
+                              void* out_further) {
+  switch (dtype) {
+    case kFloat64:
+      return run_groupwise(static_cast<const uint64_t*>(x), offsets, g, static_cast<uint64_t*>(out),
+                           static_cast<uint64_t*>(out_further));
+    case kFloat32:
+      return run_groupwise(static_cast<const uint32_t*>(x), offsets, g, static_cast<uint32_t*>(out),
+                           static_cast<uint32_t*>(out_further));
+    default:  // float16, bfloat16
+      return run_groupwise(static_cast<const uint16_t*>(x), offsets, g, static_cast<uint16_t*>(out),
+                           static_cast<uint16_t*>(out_further));
+  }
+}
 
 void apply_mask_cpu(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
                     void* out_further) {

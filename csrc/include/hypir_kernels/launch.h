@@ -52,6 +52,11 @@ namespace hk {
 void apply_mask_cpu(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
                     void* out_further);
 
+// The CUDA kernel's per-group code (hk::mask::apply_group) run on the CPU, one group at a time: a
+// test hook for what the GPU executes. Not a fast path.
+void apply_mask_cpu_groupwise(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
+                              void* out_further);
+
 // offsets: device pointer.
 int apply_mask_cuda(DType dtype, const void* x, const int64_t* offsets, const MaskGeometry& g, void* out,
                     void* out_further, void* stream);
