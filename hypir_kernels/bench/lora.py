@@ -209,6 +209,37 @@ def run_suite(rank: int = 256, repeats: int = 3, resolution: int = 256, layers: 
     return SuiteResult(totals["peft"], totals["ours"], totals["peft_saved"], totals["ours_saved"], max_err, rows)
 
 
+def training_macs(layer: Layer, rank: int) -> dict[str, int]:
+    """Multiply-adds of one forward + backward (input and LoRA gradients, base frozen) of each
+    exact formulation, with K = fan_in x taps and N output positions:
+
+    * ``peft``: base, x A^T, h B^T forward; dy W, dh = dy B, dB = dy^T h, dA = dh^T x, dh A back;
+    * ``weight``: W_eff = W + sBA, x W_eff^T; dy W_eff, dW_eff = dy^T x, dA and dB from dW_eff;
+    * ``mixed``: peft's forward and LoRA gradients, the input gradient as dy W_eff (W_eff formed
+      once more) -- cheaper than both when N is between K out / (K + out) and out.
+    """
+    n = layer.tokens
+    out = layer.weight_shape[0]
+    k = layer.weight_shape[1] * (layer.weight_shape[2] * layer.weight_shape[3] if layer.kind == "conv" else 1)
+    base, w_eff, lora_pass = n * k * out, k * out * rank, n * rank * (k + out)
+    return {
+        "peft": 2 * base + 3 * lora_pass,
+        "weight": 3 * base + 3 * w_eff,
+        "mixed": 2 * base + lora_pass + n * out * rank * 2 + n * rank * k + w_eff,
+    }
+
+
+def work_bound(layers: Counter, rank: int) -> float:
+    """peft's multiply-adds over those of the cheapest exact formulation per layer: the speedup a
+    compute-bound implementation can reach at equal efficiency."""
+    peft = best = 0
+    for layer, count in layers.items():
+        macs = training_macs(layer, rank)
+        peft += count * macs["peft"]
+        best += count * min(macs.values())
+    return peft / best
+
+
 def format_suite(result: SuiteResult) -> str:
     lines = [f"| {'layer':<36} | {'count':>5} | {'peft ms':>8} | {'ours ms':>8} | {'speedup':>7} | strategy |",
              f"|{'-' * 38}|{'-' * 7}|{'-' * 10}|{'-' * 10}|{'-' * 9}|----------|"]
@@ -223,4 +254,7 @@ def format_suite(result: SuiteResult) -> str:
 if __name__ == "__main__":  # python -m hypir_kernels.bench.lora [rank]
     import sys
 
-    print(format_suite(run_suite(int(sys.argv[1]) if len(sys.argv) > 1 else 256)))
+    rank = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+    print(format_suite(run_suite(rank)))
+    print(f"multiply-add bound (peft / cheapest exact formulation per layer): {work_bound(sd2_lora_layers(), rank):.3f}x "
+          f"at 256 px, {work_bound(sd2_lora_layers(512), rank):.3f}x at 512 px")

@@ -56,3 +56,22 @@ def test_sd2_lora_layer_list():
     assert layers[lora.Layer("linear", (1, 1024, 320), (320, 320))] == 40  # level-1 q/k/v/out, proj_in/out
     assert layers[lora.Layer("linear", (1, 77, 1024), (320, 1024))] == 10  # cross-attention k/v
     assert layers[lora.Layer("conv", (1, 320, 32, 32), (4, 320, 3, 3), (1, 1), (1, 1))] == 1  # conv_out
+
+
+def test_lora_multiply_add_bound():
+    """The arithmetic behind the rank-256 suite's ceiling: per-formulation multiply-adds on a
+    hand-checked layer, and the suite bound (peft over the cheapest exact formulation per layer)."""
+    from hypir_kernels.bench import lora
+
+    layer = lora.Layer("linear", (1, 64, 1280), (1280, 1280))  # 64 tokens, 1280 -> 1280
+    n, d, r = 64, 1280, 256
+    macs = lora.training_macs(layer, r)
+    assert macs["peft"] == 2 * n * d * d + 6 * n * d * r
+    assert macs["weight"] == 3 * n * d * d + 3 * d * d * r
+    assert macs["mixed"] == 2 * n * d * d + 2 * n * d * r + 3 * n * d * r + d * d * r
+    assert min(macs, key=macs.get) == "peft"  # few tokens: nothing beats peft's own products
+    big = lora.training_macs(lora.Layer("linear", (1, 4096, 320), (320, 320)), r)
+    assert min(big, key=big.get) == "weight"
+    layers = lora.sd2_lora_layers(256)
+    assert 1.10 < lora.work_bound(layers, 256) < 1.15
+    assert 1.0 <= lora.work_bound(layers, 64) < 1.05
