@@ -59,7 +59,7 @@ std::vector<Stage> plan_fft(int64_t n) {
 }
 
 struct Plan {
-  std::vector<Stage> fwd, inv;       // the same stages; kept apart for readability at the call sites
+  std::vector<Stage> stages;         // of the forward FFT; the inverse conjugates the twiddles
   std::vector<int64_t> rows;         // source row of each of the n transform rows (-1: zero)
   std::vector<int64_t> border;       // source column of the 2r padded columns (-1: zero)
   std::vector<int64_t> border_rows;  // source row of the 2r padded rows (-1: zero)
@@ -114,7 +114,7 @@ namespace {
 
 Plan make_plan(const Filter2dGeometry& g) {
   const int64_t r = g.k / 2;
-  Plan plan{plan_fft(g.n), plan_fft(g.n), {}, {}, {}};
+  Plan plan{plan_fft(g.n), {}, {}, {}};
   for (int64_t q = 0; q < g.n; ++q) {
     if (g.adjoint)  // the gradient's rows, zero-extended
       plan.rows.push_back(q < g.H ? q : -1);
