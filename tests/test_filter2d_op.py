@@ -40,7 +40,8 @@ def path(request, monkeypatch):
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize("shape,k", [((2, 3, 17, 23), 5), ((2, 1, 30, 26), 13), ((1, 2, 4, 6), 9), ((3, 1, 1, 5), 3)])
+@pytest.mark.parametrize("shape,k", [((2, 3, 17, 23), 5), ((2, 1, 30, 26), 13), ((1, 2, 4, 6), 9), ((3, 1, 1, 5), 3),
+                                     ((1, 1, 37, 29), 7)])
 def test_matches_reference(path, padding, shape, k):
     g = torch.Generator().manual_seed(k)
     x = torch.randn(shape, generator=g)

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
+#include <omp.h>
 #include "cpu_features.h"
 #include "hypir_kernels/launch.h"
 
