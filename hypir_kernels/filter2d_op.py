@@ -131,6 +131,8 @@ def filter2d(x: torch.Tensor, kernels: torch.Tensor, padding: str = "reflect") -
     Returns ``[B, C, H, W]`` in ``x``'s dtype.
     """
     _check(x, kernels, padding)
+    if x.numel() == 0:  # nothing to filter (the FFT and conv libraries reject empty extents)
+        return x.clone()
     if _cpu_path(x, kernels):
         return _filter2d_cpu(x, kernels, PADDINGS.index(padding), False)
     B, C, H, W = x.shape
@@ -152,6 +154,8 @@ def filter2d_adjoint(y: torch.Tensor, kernels: torch.Tensor, padding: str = "ref
     """The exact adjoint of :func:`filter2d` in ``x`` (padded taps fold back onto the pixels they
     were read from), computed as the vector-Jacobian product of the linear map."""
     _check(y, kernels, padding)
+    if y.numel() == 0:
+        return y.clone()
     if _cpu_path(y, kernels):
         return _filter2d_cpu(y, kernels, PADDINGS.index(padding), True)
     x0 = torch.zeros_like(y, requires_grad=True)

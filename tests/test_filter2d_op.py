@@ -105,6 +105,14 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(g_compiled, g_eager)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (2, 0, 8, 8), (1, 1, 0, 5), (1, 1, 5, 0)])
+def test_empty_inputs(path, shape):
+    x = torch.randn(shape)
+    kernels = torch.rand(shape[0], 5, 5)
+    assert hk.filter2d(x, kernels).shape == x.shape
+    assert hk.filter2d_adjoint(x, kernels).shape == x.shape
+
+
 def test_fft_length_is_the_smallest_2a3b():
     lengths = sorted(2**a * 3**b for a in range(12) for b in range(8))
     for m in range(1, 700):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import filter2d
+from .. import filter2d, filter2d_adjoint
 
 SHAPE = (32, 3, 256, 256)
 SIZES = (7, 21, 41)
@@ -23,6 +23,10 @@ def ours(x, kernels):
     return filter2d(x, kernels, "reflect")
 
 
+def ours_adjoint(y, kernels):
+    return filter2d_adjoint(y, kernels, "reflect")
+
+
 def basicsr_filter2d(x, kernels):
     """Anchor: reflect pad + one grouped conv2d over all (sample, channel) planes."""
     B, C, H, W = x.shape
@@ -31,3 +35,12 @@ def basicsr_filter2d(x, kernels):
     xp = F.pad(x, (r, r, r, r), mode="reflect")
     weight = kernels[:, None].expand(B, C, k, k).reshape(B * C, 1, k, k)
     return F.conv2d(xp.reshape(1, B * C, H + 2 * r, W + 2 * r), weight, groups=B * C).reshape(B, C, H, W)
+
+
+def basicsr_filter2d_adjoint(y, kernels):
+    """Anchor for the adjoint (the backward in x): autograd's vector-Jacobian product of the
+    BasicSR formulation."""
+    x = torch.zeros_like(y, requires_grad=True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(basicsr_filter2d(x, kernels), x, y)
+    return grad
