@@ -11,22 +11,19 @@ import torch
 from hypir_kernels.bench import filter2d as case
 
 
+# op -> (group prefix, {impl: function}); the anchor is always the BasicSR formulation.
+_OPS = {
+    "forward": ("filter2d", {"ours": case.ours, "basicsr_grouped_conv2d": case.basicsr_filter2d}),
+    "adjoint": ("filter2d_adjoint", {"ours": case.ours_adjoint, "basicsr_autograd": case.basicsr_filter2d_adjoint}),
+}
+
+
 @pytest.mark.parametrize("k", case.SIZES)
-@pytest.mark.parametrize("impl", ["ours", "basicsr_grouped_conv2d"])
-def test_filter2d(benchmark, k, impl):
-    benchmark.group = f"filter2d_{k}x{k}"
+@pytest.mark.parametrize("op,impl", [(op, impl) for op, (_, impls) in _OPS.items() for impl in impls])
+def test_filter2d(benchmark, op, impl, k):
+    prefix, impls = _OPS[op]
+    benchmark.group = f"{prefix}_{k}x{k}"
     x, kernels = case.make_case(k)
-    fn = case.ours if impl == "ours" else case.basicsr_filter2d
-    out = benchmark.pedantic(lambda: fn(x, kernels), rounds=5, warmup_rounds=1)
-    torch.testing.assert_close(out[:2], case.basicsr_filter2d(x[:2], kernels[:2]), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("k", case.SIZES)
-@pytest.mark.parametrize("impl", ["ours", "basicsr_autograd"])
-def test_filter2d_adjoint(benchmark, k, impl):
-    """The backward in x: our adjoint op vs autograd through the BasicSR formulation."""
-    benchmark.group = f"filter2d_adjoint_{k}x{k}"
-    y, kernels = case.make_case(k)
-    fn = case.ours_adjoint if impl == "ours" else case.basicsr_filter2d_adjoint
-    out = benchmark.pedantic(lambda: fn(y, kernels), rounds=5, warmup_rounds=1)
-    torch.testing.assert_close(out[:2], case.basicsr_filter2d_adjoint(y[:2], kernels[:2]), rtol=1e-4, atol=1e-5)
+    out = benchmark.pedantic(lambda: impls[impl](x, kernels), rounds=5, warmup_rounds=1)
+    anchor = list(impls.values())[1]
+    torch.testing.assert_close(out[:2], anchor(x[:2], kernels[:2]), rtol=1e-4, atol=1e-5)
