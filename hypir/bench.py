@@ -1,0 +1,133 @@
+"""Restoration benchmark: HYPIR on a 256x256 image x4 (1024x1024 output), ours vs the released-style
+path, in one process on the same model and input.
+
+    python -m hypir.bench            # prints the table (CPU, or CUDA when present)
+    pytest benchmarks/test_restore.py --benchmark-only
+
+The model is SD2.1-base's architecture at reduced width (:data:`BENCH_WIDTHS`: UNet blocks
+64/128/256/256 with 64-wide heads, VAE blocks 32/64/128/128, 2-layer CLIP text encoder of width
+64, native size 512 px) with the released LoRA (rank 256, alpha 256, the 13 targets; random
+non-zero weights). Cases:
+
+* ``released``: the released HYPIR's inference loop -- peft LoRA unmerged, the 512/256 px encoder
+  and 64/32 latent UNet/decoder tile plan, tiles run one at a time, Python accumulate-with-count
+  Gaussian blending (:func:`released_style`).
+* ``ours_same_plan``: :class:`hypir.Restorer` (merged LoRA, batched tiles, the blend kernel) with
+  the same tile plan.
+* ``ours_auto``: :class:`hypir.Restorer` with ``tile="auto"`` (one tile per pass when it fits).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+
+import torch
+
+from hypir_kernels import plan_tiles
+from hypir_kernels.bench.blend import gaussian_tile_weights
+
+from .models.lora import LoraSpec
+from .pipelines.colorfix import wavelet_color_fix
+from .pipelines.restorer import Restorer, _pad, _resize
+from .testing import tiny_components, trained_like_unet
+
+BENCH_WIDTHS = dict(unet_width=64, vae_width=32, text_width=64, heads=1, sample_size=64)
+SIZE, UPSCALE = 256, 4
+
+
+def make_restorers(device: str = "cpu", dtype: str = "auto", rank: int = 256, widths: dict | None = None,
+                   seed: int = 0) -> tuple[Restorer, Restorer]:
+    """(ours: merged LoRA, released-style: the same weights with the adapters kept)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        components = trained_like_unet(tiny_components(tmp, seed=seed, **(widths or BENCH_WIDTHS)), LoraSpec(rank=rank),
+                                       seed=seed)
+    unmerged = copy.deepcopy(components)
+    return (Restorer(components, device=device, dtype=dtype),
+            Restorer(unmerged, device=device, dtype=dtype, merge=False))
+
+
+def make_image(size: int = SIZE, seed: int = 0) -> torch.Tensor:
+    """A smooth random image with some texture, ``[1, 3, size, size]`` in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, size // 16, size // 16, generator=g), size=(size, size),
+                                           mode="bicubic", align_corners=False)
+    return (base + 0.1 * torch.rand(1, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def _accumulate(fn, x: torch.Tensor, tile: int, stride: int, scale: int | float, out_channels: int) -> torch.Tensor:
+    """Released-style tiling: one tile at a time, ``out += y * w; count += w``, then ``out / count``."""
+    B, _, H, W = x.shape
+    t_out = int(tile * scale)
+    weights = gaussian_tile_weights(t_out, out_channels).to(x.device, torch.float32)
+    out = torch.zeros(B, out_channels, int(H * scale), int(W * scale), device=x.device)
+    count = torch.zeros_like(out)
+    for y0, x0 in plan_tiles(H, W, tile, stride).tolist():
+        y = fn(x[:, :, y0 : y0 + tile, x0 : x0 + tile]).float()
+        oy, ox = int(y0 * scale), int(x0 * scale)
+        out[:, :, oy : oy + t_out, ox : ox + t_out] += y * weights
+        count[:, :, oy : oy + t_out, ox : ox + t_out] += weights
+    return out / count
+
+
+@torch.inference_mode()
+def released_style(restorer: Restorer, image: torch.Tensor, upscale: float = UPSCALE, tile: int = 512,
+                   stride: int = 256, prompt: str = "") -> torch.Tensor:
+    """The released HYPIR inference loop on ``restorer``'s components (``image`` ``[1, 3, h, w]``
+    in [0, 1] whose upscaled size is at least one tile and a multiple of 8)."""
+    c = restorer.components
+    s = c.vae_scale
+    H, W = round(image.shape[-2] * upscale), round(image.shape[-1] * upscale)
+    lq = _resize(image.to(restorer.device, torch.float32), H, W)
+    x = _pad(lq * 2 - 1, -H % 8, -W % 8).to(restorer.dtype)
+    z = _accumulate(restorer._encode_fn(None), x, tile, stride, 1 / s, c.vae.config.latent_channels)
+    x0 = _accumulate(restorer._unet_fn(restorer.encode_prompt(prompt), None), z.to(restorer.dtype), tile // s,
+                     stride // s, 1, c.unet.config.out_channels)
+    y = _accumulate(restorer._decode_fn(), x0.to(restorer.dtype), tile // s, stride // s, s, 3)
+    y = ((y[:, :, :H, :W] + 1) / 2).clamp_(0, 1)
+    return wavelet_color_fix(y, lq).clamp_(0, 1)
+
+
+def cases(ours: Restorer, released: Restorer, image: torch.Tensor) -> dict:
+    """name -> zero-argument callable restoring ``image`` (the benchmark's cases)."""
+    sync = torch.cuda.synchronize if ours.device.type == "cuda" else (lambda: None)
+
+    def timed(fn):
+        def run():
+            out = fn()
+            sync()
+            return out
+
+        return run
+
+    return {
+        "released": timed(lambda: released_style(released, image)),
+        "ours_same_plan": timed(lambda: ours(image, upscale=UPSCALE, tile=512, stride=256)),
+        "ours_auto": timed(lambda: ours(image, upscale=UPSCALE)),
+    }
+
+
+def main(repeats: int = 3) -> None:
+    torch.manual_seed(0)
+    ours, released = make_restorers()
+    image = make_image()
+    runs = cases(ours, released, image)
+    times = {}
+    for name, fn in runs.items():
+        fn()  # warm-up (and the memory probes of the auto plan)
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        times[name] = statistics.median(ts)
+    print(f"HYPIR restore {SIZE}px x{UPSCALE} on {ours.device} ({ours.dtype}), median of {repeats}:")
+    for name, t in times.items():
+        print(f"  {name:16s} {t * 1e3:9.0f} ms   {times['released'] / t:5.2f}x vs released")
+    ours(image, upscale=UPSCALE)
+    print("  auto plan:", {k: v.describe() for k, v in ours.last.plans.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""HYPIR's LoRA on the SD2 UNet and its checkpoint format.
+
+As released: peft ``LoraConfig(r=256, lora_alpha=256, init_lora_weights="gaussian",
+target_modules=HYPIR_TARGETS)`` added with ``unet.add_adapter``. A checkpoint is a state dict whose
+keys are exactly the UNet's parameter names containing ``lora`` (adapter ``default``), stored as
+``.safetensors`` or ``.pth``. Checkpoints of this project may also hold the texture-richness
+embedding (keys under ``class_embedding.``, see :mod:`hypir.models.texture`).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .texture import TEXTURE_PREFIX, attach_texture_embedding, has_texture_embedding
+
+HYPIR_TARGETS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
+                 "proj_in", "proj_out", "ff.net.2", "ff.net.0.proj")
+ADAPTER = "default"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """Rank, alpha and target module names; the defaults are the released HYPIR's."""
+
+    rank: int = 256
+    alpha: float | None = None  # None: equal to rank (scale 1), as released
+    targets: tuple[str, ...] = HYPIR_TARGETS
+
+    def config(self):
+        from peft import LoraConfig
+
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank: expected a positive int, got {self.rank!r}")
+        return LoraConfig(r=self.rank, lora_alpha=self.rank if self.alpha is None else self.alpha,
+                          init_lora_weights="gaussian", target_modules=list(self.targets))
+
+
+def add_lora(unet: torch.nn.Module, spec: LoraSpec = LoraSpec()) -> torch.nn.Module:
+    """Add the LoRA adapter to a diffusers UNet in place (``unet.add_adapter``); returns ``unet``."""
+    unet.add_adapter(spec.config())
+    return unet
+
+
+def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The released checkpoint content: every UNet state-dict entry whose name contains ``lora``,
+    plus the texture embedding if the UNet has one."""
+    return {k: v.detach().clone() for k, v in unet.state_dict().items() if "lora" in k or k.startswith(TEXTURE_PREFIX)}
+
+
+def save_checkpoint(unet: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write :func:`lora_state_dict` as ``.safetensors`` (or ``.pth``), atomically."""
+    path = Path(path)
+    state = {k: v.contiguous() for k, v in lora_state_dict(unet).items()}
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp))
+    elif path.suffix in (".pth", ".pt"):
+        torch.save(state, tmp)
+    else:
+        raise ValueError(f"path: expected a .safetensors or .pth file name, got {str(path)!r}")
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint's tensors on the CPU. ``.pth`` is read with ``weights_only=True``: a file
+    holding pickled objects other than tensors and containers is refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights: no such file {str(path)!r}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"weights: {str(path)!r} holds pickled objects other than tensors; refused "
+                             f"(only plain state dicts load, with weights_only=True): {e}") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"weights: {str(path)!r} is not a state dict of tensors")
+    return state
+
+
+def checkpoint_rank(state: dict[str, torch.Tensor]) -> int:
+    """The LoRA rank of a checkpoint (the rows of its ``lora_A`` weights)."""
+    ranks = {v.shape[0] for k, v in state.items() if ".lora_A." in k}
+    if len(ranks) != 1:
+        raise ValueError(f"weights: expected one LoRA rank across the lora_A weights, found {sorted(ranks) or 'none'}")
+    return ranks.pop()
+
+
+def _listing(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})"
+
+
+def load_checkpoint(unet: torch.nn.Module, state: dict[str, torch.Tensor] | str | os.PathLike,
+                    spec: LoraSpec | None = None) -> LoraSpec:
+    """Add the adapter to ``unet`` and load a HYPIR checkpoint into it; returns the spec used.
+
+    ``spec`` defaults to the released targets with the checkpoint's rank and alpha = rank. A
+    checkpoint with texture-embedding keys attaches that embedding first. Any missing or
+    unexpected key, or a shape mismatch, raises ``ValueError`` naming them, before the UNet's
+    weights change (the adapter is removed again).
+    """
+    if not isinstance(state, dict):
+        state = read_checkpoint(state)
+    spec = spec or LoraSpec(rank=checkpoint_rank(state))
+    add_lora(unet, spec)
+    with_texture = any(k.startswith(TEXTURE_PREFIX) for k in state)
+    if with_texture and not has_texture_embedding(unet):
+        attach_texture_embedding(unet)
+    own = {k: v for k, v in unet.state_dict().items() if "lora" in k or k.startswith(TEXTURE_PREFIX)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        remove_lora(unet)
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {_listing(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {_listing(unexpected)}")
+        if shapes:
+            problems.append("shape mismatches: " + _listing([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]))
+        raise ValueError(f"weights: checkpoint does not match the UNet with LoRA rank {spec.rank} on "
+                         f"{len(spec.targets)} targets; " + "; ".join(problems))
+    unet.load_state_dict({k: state[k] for k in own}, strict=False)
+    return spec
+
+
+def remove_lora(unet: torch.nn.Module) -> None:
+    """Undo :func:`add_lora` (and a texture embedding attached by :func:`load_checkpoint`)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if any(isinstance(m, BaseTunerLayer) for m in unet.modules()):
+        unet.delete_adapters(ADAPTER)
+    if has_texture_embedding(unet):
+        unet.class_embedding = None

@@ -1,0 +1,124 @@
+"""Stable Diffusion 2.1-base components: loaded from a local diffusers directory or built from
+in-memory configs (tiny models for tests and benchmarks). Nothing is ever downloaded.
+
+A diffusers SD2.1-base directory holds ``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/`` and
+``scheduler/``, each as written by ``save_pretrained`` (a ``config.json`` /
+``scheduler_config.json`` and weights; the tokenizer's ``vocab.json`` and ``merges.txt``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SUBFOLDERS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
+# What each subfolder must contain for from_pretrained to load it without a network: any one of
+# the alternatives (the tokenizer as released, vocab + merges, or as transformers 5 writes it).
+_REQUIRED_FILES = {
+    "vae": [("config.json",)],
+    "unet": [("config.json",)],
+    "text_encoder": [("config.json",)],
+    "tokenizer": [("vocab.json", "merges.txt"), ("tokenizer.json",)],
+    "scheduler": [("scheduler_config.json",)],
+}
+
+# SD2.1-base's UNet (diffusers config); ``attention_head_dim`` is the number of heads there
+# (a historical misnomer in diffusers' SD2 config), so every head is 64 wide.
+SD21_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True, norm_num_groups=32,
+)
+SD21_VAE = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+    latent_channels=4, norm_num_groups=32, sample_size=768, scaling_factor=0.18215,
+)
+# SD2.1-base's noise schedule (DDPM, epsilon prediction).
+SD21_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    prediction_type="epsilon", clip_sample=False,
+)
+
+
+@dataclass
+class Components:
+    """The five SD2 parts a restorer needs (diffusers / transformers objects)."""
+
+    vae: torch.nn.Module
+    unet: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent pixel (8 for SD)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def unet_align(self) -> int:
+        """Latent sizes must be multiples of this for the UNet's down/up-sampling to line up."""
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write a diffusers-format directory (the layout :func:`load_components` reads)."""
+        path = Path(path)
+        for name in SUBFOLDERS:
+            getattr(self, name).save_pretrained(path / name)
+        return path
+
+
+def check_model_dir(path: str | os.PathLike) -> Path:
+    """Raise ``FileNotFoundError`` naming what is missing from a diffusers SD2 directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"base_model: {str(path)!r} is not a directory (expected a local diffusers "
+                                f"SD2.1-base directory with {', '.join(s + '/' for s in SUBFOLDERS)})")
+    missing = []
+    for sub, alternatives in _REQUIRED_FILES.items():
+        if not any(all((path / sub / f).is_file() for f in files) for files in alternatives):
+            missing.append(" or ".join("+".join(f"{sub}/{f}" for f in files) for files in alternatives))
+    if missing:
+        raise FileNotFoundError(f"base_model: {str(path)!r} lacks {', '.join(missing)} (expected a diffusers "
+                                f"SD2.1-base directory: {', '.join(s + '/' for s in SUBFOLDERS)})")
+    return path
+
+
+def load_components(path: str | os.PathLike) -> Components:
+    """Load the SD2 components from a local diffusers directory in float32 (no download: every
+    ``from_pretrained`` runs with ``local_files_only=True``)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = check_model_dir(path)
+    kw = dict(local_files_only=True)
+    return Components(
+        vae=AutoencoderKL.from_pretrained(path / "vae", torch_dtype=torch.float32, **kw).eval(),
+        unet=UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch.float32, **kw).eval(),
+        text_encoder=CLIPTextModel.from_pretrained(path / "text_encoder", dtype=torch.float32, **kw).eval(),
+        tokenizer=CLIPTokenizer.from_pretrained(path / "tokenizer", **kw),
+        # SD2.1-base ships a PNDM config; its betas are the DDPM ones the one-step formula needs.
+        scheduler=DDPMScheduler.from_pretrained(path / "scheduler", **kw),
+    )
+
+
+def build_components(vae: dict, unet: dict, text_encoder: dict, tokenizer, scheduler: dict | None = None,
+                     seed: int = 0) -> Components:
+    """Components with random weights from configs (diffusers ``AutoencoderKL`` /
+    ``UNet2DConditionModel`` kwargs, a transformers ``CLIPTextConfig`` kwargs dict) and a
+    tokenizer object; ``scheduler`` defaults to SD2.1-base's."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    return Components(
+        vae=AutoencoderKL(**vae).eval(),
+        unet=UNet2DConditionModel(**unet).eval(),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_encoder)).eval(),
+        tokenizer=tokenizer,
+        scheduler=DDPMScheduler(**(scheduler or SD21_SCHEDULER)),
+    )

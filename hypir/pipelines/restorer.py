@@ -1,0 +1,418 @@
+"""HYPIR one-step restoration (released-checkpoint compatible), tiled under a memory budget.
+
+    restorer = Restorer.from_pretrained("sd21-base/", weights="HYPIR_sd2.pth")
+    out = restorer(Image.open("lq.png"), upscale=4)          # PIL in, PIL out
+
+One step as released: ``z = E(lq) * scaling_factor``; ``eps = unet(z, model_t, text)``;
+``x0 = (z - sqrt(1 - abar[coeff_t]) eps) / sqrt(abar[coeff_t])``; ``D(x0 / scaling_factor)``.
+Around it: bicubic upscale (short side at least the model's native size, restored, then resized to
+the requested size), padding to the UNet's alignment, the three passes (VAE encode, UNet, VAE
+decode) through :func:`hypir_kernels.tiled_apply` with Gaussian blending, crop, and the 5-level
+wavelet colour fix against the upscaled input.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hypir_kernels import tiled_apply
+
+from ..models import lora as hypir_lora
+from ..models.sd2 import Components, build_components, load_components
+from ..models.texture import has_texture_embedding, texture_richness
+from .colorfix import wavelet_color_fix
+from .memory import MemoryModel, TilePlan, default_batch, default_budget, fit_memory_model, plan_auto, plan_fixed
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PASSES = ("encode", "unet", "decode")
+RELEASED_TILE, RELEASED_STRIDE = 512, 256  # pixels; the UNet and decoder use /8 in latent pixels
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on CUDA devices that support it (fp16 otherwise), fp32 on the CPU."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype: expected one of {tuple(DTYPES)} or auto, got {dtype}")
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {tuple(DTYPES)} or auto, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+@dataclass
+class RestoreInfo:
+    """What the last call did: the plan of each pass and the sizes involved."""
+
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    work_size: tuple[int, int]
+    plans: dict[str, TilePlan]
+    texture: float | None
+
+
+class Restorer:
+    """HYPIR restoration pipeline (diffusers-style: :meth:`from_pretrained`, ``__call__``).
+
+    Args:
+        components: the SD2 parts (:class:`hypir.models.sd2.Components`); the UNet carries the
+            HYPIR LoRA (see :meth:`from_components`).
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        dtype: "auto" (bf16 on CUDA, fp32 on the CPU), "fp32", "bf16", "fp16" or a torch dtype.
+        model_t: the timestep the UNet is called at (released: 200).
+        coeff_t: the timestep whose ``abar`` turns the prediction into ``x0`` (released: 200).
+        merge: merge the LoRA into the base weights (:func:`hypir_kernels.lora.merge`, exact up to
+            one rounding to ``dtype``); False keeps the adapters (to switch them).
+        attention: "default" (diffusers' SDPA processor) or "hypir"
+            (:func:`hypir_kernels.diffusers.use_attention`). The default is the faster one on the
+            H100 measurement (../shared/gpu-runs: merged UNet 53 ms vs 63 ms with ours).
+        posterior: "mode" (the VAE posterior mean, deterministic) or "sample" (as released; the
+            SD VAE's posterior std is ~1e-3 of the latent scale, drawn from ``seed``).
+    """
+
+    def __init__(self, components: Components, *, device: str | torch.device = "auto", dtype="auto",
+                 model_t: int = 200, coeff_t: int = 200, merge: bool = True, attention: str = "default",
+                 posterior: str = "mode"):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        n_steps = components.scheduler.config.num_train_timesteps
+        for name, t in (("model_t", model_t), ("coeff_t", coeff_t)):
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < n_steps:
+                raise ValueError(f"{name}: expected an int in [0, {n_steps}), got {t!r}")
+        if attention not in ("default", "hypir"):
+            raise ValueError(f"attention: expected 'default' or 'hypir', got {attention!r}")
+        if posterior not in ("mode", "sample"):
+            raise ValueError(f"posterior: expected 'mode' or 'sample', got {posterior!r}")
+        prediction = components.scheduler.config.prediction_type
+        if prediction not in ("epsilon", "v_prediction"):
+            raise ValueError(f"scheduler: prediction_type {prediction!r} is not supported (epsilon, v_prediction)")
+        self.components = components
+        self.model_t, self.coeff_t, self.posterior, self.prediction = model_t, coeff_t, posterior, prediction
+        self.merged = False
+        if merge and _has_lora(components.unet):
+            from hypir_kernels.lora import merge as merge_lora
+
+            merge_lora(components.unet)  # in the weights' current (load) precision, before any cast
+            self.merged = True
+        for m in (components.vae, components.unet, components.text_encoder):
+            m.to(self.device, self.dtype).eval().requires_grad_(False)
+        # channels_last: oneDNN (CPU) and cuDNN run these convolutions faster in NHWC (measured on
+        # the 2-core CPU at the benchmark's widths: VAE decode 8.2 -> 6.2 s, encode 4.5 -> 3.6 s).
+        components.vae.to(memory_format=torch.channels_last)
+        components.unet.to(memory_format=torch.channels_last)
+        if attention == "hypir":
+            from hypir_kernels.diffusers import use_attention
+
+            use_attention(components.unet)
+        abar = components.scheduler.alphas_cumprod[coeff_t].double()
+        self._sqrt_abar, self._sqrt_1m_abar = float(abar.sqrt()), float((1 - abar).sqrt())
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._memory_models: dict[str, MemoryModel] = {}
+        self._warned_texture = False
+        self.last: RestoreInfo | None = None
+
+    # ---- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, base_model: str | os.PathLike, weights: str | os.PathLike | dict | None = None, *,
+                        lora: hypir_lora.LoraSpec | None = None, **kwargs) -> Restorer:
+        """Build from a local diffusers SD2.1-base directory and a HYPIR checkpoint
+        (``.safetensors`` or ``.pth``, the released format; rank read from the file unless
+        ``lora`` says otherwise). Other keyword arguments as the constructor."""
+        return cls.from_components(load_components(base_model), weights, lora=lora, **kwargs)
+
+    @classmethod
+    def from_components(cls, components: Components, weights: str | os.PathLike | dict | None = None, *,
+                        lora: hypir_lora.LoraSpec | None = None, **kwargs) -> Restorer:
+        """Build from in-memory components. With ``weights`` the LoRA adapter is added and loaded
+        (mismatched keys raise); without, the UNet is used as it is (with or without an adapter)."""
+        if weights is not None:
+            hypir_lora.load_checkpoint(components.unet, weights, lora)
+        return cls(components, **kwargs)
+
+    @classmethod
+    def from_configs(cls, vae: dict, unet: dict, text_encoder: dict, tokenizer, **kwargs) -> Restorer:
+        """Random-weight components from configs (tests, benchmarks); see :func:`build_components`."""
+        return cls(build_components(vae, unet, text_encoder, tokenizer), **kwargs)
+
+    # ---- the model pieces -------------------------------------------------------------------
+
+    @property
+    def has_texture_control(self) -> bool:
+        return has_texture_embedding(self.components.unet)
+
+    @torch.inference_mode()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """``[1, 77, D]`` text-encoder states of ``prompt`` (cached)."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt: expected a str, got {type(prompt).__name__}")
+        if prompt not in self._text_cache:
+            tok = self.components.tokenizer
+            ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids.to(self.device)
+            self._text_cache[prompt] = self.components.text_encoder(ids)[0].to(self.dtype)
+        return self._text_cache[prompt]
+
+    def _encode_fn(self, generator: torch.Generator | None):
+        vae = self.components.vae
+        sf = vae.config.scaling_factor
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            dist = vae.encode(x.to(self.dtype)).latent_dist
+            if self.posterior == "mode":
+                return dist.mode() * sf
+            eps = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
+            return (dist.mean + dist.std * eps) * sf
+
+        return encode
+
+    def _unet_fn(self, text: torch.Tensor, texture: torch.Tensor | None):
+        unet = self.components.unet
+        t = torch.tensor([self.model_t], device=self.device)
+        a, b = self._sqrt_abar, self._sqrt_1m_abar
+
+        def denoise(z: torch.Tensor) -> torch.Tensor:
+            n = z.shape[0]
+            labels = texture.expand(n) if texture is not None else None
+            out = unet(z, t.expand(n), encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels).sample
+            if self.prediction == "epsilon":
+                return (z - b * out) / a
+            return a * z - b * out  # v-prediction
+
+        return denoise
+
+    def _decode_fn(self):
+        vae = self.components.vae
+        sf = vae.config.scaling_factor
+        return lambda z: vae.decode(z / sf).sample
+
+    # ---- memory planning ----------------------------------------------------------------------
+
+    def memory_model(self, pass_name: str) -> MemoryModel:
+        """The fitted peak-memory model of a pass (probed once per restorer on small inputs)."""
+        if pass_name not in self._memory_models:
+            c = self.components
+            if pass_name == "encode":
+                unit, channels, fn = 8 * c.vae_scale, 3, self._encode_fn(None)
+            else:
+                unit, channels = 8, c.unet.config.in_channels
+                fn = self._unet_fn(self.encode_prompt(""), self._probe_texture()) if pass_name == "unet" else self._decode_fn()
+
+            def make_input(s):
+                return torch.randn(1, channels, s, s, device=self.device, dtype=self.dtype)
+
+            with torch.inference_mode():
+                self._memory_models[pass_name] = fit_memory_model(fn, make_input, (unit, 2 * unit, 3 * unit), self.device)
+        return self._memory_models[pass_name]
+
+    def _probe_texture(self):
+        return torch.zeros(1, device=self.device) if self.has_texture_control else None
+
+    def plan(self, pass_name: str, height: int, width: int, tile="auto", stride: int | None = None,
+             max_memory: float | None = None, batch_tiles: int | None = None) -> TilePlan:
+        """The tile plan of a pass over an input of ``height`` x ``width`` *pixels* (the padded image
+        the encoder sees); ``tile``/``stride`` in pixels as :meth:`__call__` takes them."""
+        if pass_name not in PASSES:
+            raise ValueError(f"pass_name: expected one of {PASSES}, got {pass_name!r}")
+        if batch_tiles is not None and (isinstance(batch_tiles, bool) or not isinstance(batch_tiles, int) or batch_tiles < 1):
+            raise ValueError(f"batch_tiles: expected None or an int >= 1, got {batch_tiles!r}")
+        c = self.components
+        budget = self._budget(max_memory)
+        batch = batch_tiles if batch_tiles is not None else default_batch(self.device)
+        if pass_name == "encode":  # pixels: tiles on a coarse grid, strides whole latent pixels
+            scale, align, step = 1, 8 * c.vae_scale, c.vae_scale
+        else:  # latent pixels: UNet tiles must line up with its down-sampling
+            scale, align, step = c.vae_scale, c.unet_align if pass_name == "unet" else 8, 1
+        h, w = height // scale, width // scale
+        model = self.memory_model(pass_name)
+        if tile == "auto":
+            auto = plan_auto(model, h, w, align, step, budget, batch)
+            if auto.tile is None or stride is None:
+                return auto
+            if stride % c.vae_scale or not 0 < stride // scale <= auto.tile:
+                raise ValueError(f"stride: expected a multiple of {c.vae_scale} pixels in (0, {auto.tile * scale}] "
+                                 f"(the auto tile), got {stride!r}")
+            return plan_fixed(model, h, w, auto.tile, stride // scale, budget, batch)
+        tile_px, stride_px = _check_tile(tile, stride, c.vae_scale * c.unet_align, c.vae_scale)
+        return plan_fixed(model, h, w, tile_px // scale, stride_px // scale, budget, batch)
+
+    def _budget(self, max_memory: float | None) -> int:
+        if max_memory is None:
+            return default_budget(self.device)
+        if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or not max_memory > 0:
+            raise ValueError(f"max_memory: expected a positive number of bytes, got {max_memory!r}")
+        return int(max_memory)
+
+    # ---- restoration --------------------------------------------------------------------------
+
+    def __call__(self, image, *, upscale: float = 4, prompt: str = "", noise: float = 0.0, texture=None,
+                 seed: int = 0, tile="auto", stride: int | None = None, max_memory: float | None = None,
+                 batch_tiles: int | None = None, progress: bool = False):
+        """Restore one image.
+
+        Args:
+            image: a PIL image, or a float tensor ``[3, H, W]`` / ``[1, 3, H, W]`` in ``[0, 1]``.
+            upscale: output size = round(upscale x input size) per side.
+            prompt: text condition (released default: empty).
+            noise: generativity-fidelity control: Gaussian noise of this std added to the encoded
+                latent before the UNet (0 = the released behaviour).
+            texture: texture richness (a number, see :func:`hypir.texture_richness`) or None /
+                "auto" (the richness of the upscaled input). Ignored, with a warning when given as
+                a number, by a checkpoint without the texture embedding.
+            seed: seeds the noise (and the posterior sample); drawn on the CPU, so the same seed
+                gives the same draw on every device.
+            tile: "auto" (largest tiles within ``max_memory``; one tile when the image fits) or a
+                tile size in pixels, a multiple of the UNet alignment (64 for SD2; the released
+                plan is ``tile=512, stride=256``, the UNet and decoder then use 64/32 latents).
+            stride: step between tiles in pixels (default: half the tile for explicit tiles, a
+                quarter overlap for auto).
+            max_memory: bytes a pass may use (default 80 % of free device memory or of RAM).
+            batch_tiles: tiles per call (default: as many as ``max_memory`` allows on CUDA, one on
+                the CPU, where batches of tiles run slower).
+            progress: progress bars per tiled pass.
+
+        Returns the restored image, as a PIL RGB image for a PIL input, else a float32 tensor of
+        the input's rank in ``[0, 1]`` on the input's device. :attr:`last` describes the run.
+        """
+        x, kind = _to_tensor(image)
+        if isinstance(upscale, bool) or not isinstance(upscale, (int, float)) or not upscale > 0 or not math.isfinite(upscale):
+            raise ValueError(f"upscale: expected a positive number, got {upscale!r}")
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or not math.isfinite(noise):
+            raise ValueError(f"noise: expected a finite number >= 0, got {noise!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed: expected an int in [0, 2**63), got {seed!r}")
+        out = self._restore(x.to(self.device, torch.float32), float(upscale), prompt, float(noise), texture, seed,
+                            tile, stride, max_memory, batch_tiles, progress)
+        return _from_tensor(out, kind, image)
+
+    @torch.inference_mode()
+    def _restore(self, x, upscale, prompt, noise, texture, seed, tile, stride, max_memory, batch_tiles, progress):
+        c = self.components
+        h, w = x.shape[-2:]
+        H, W = max(1, round(h * upscale)), max(1, round(w * upscale))
+        lq = _resize(x, H, W)
+        # Short side at least the model's native size (as released), restored there, resized back.
+        native = c.unet.config.sample_size * c.vae_scale
+        grow = max(1.0, native / min(H, W))
+        wh, ww = (H, W) if grow == 1.0 else (round(H * grow), round(W * grow))
+        work = lq if (wh, ww) == (H, W) else _resize(lq, wh, ww)
+        align = c.vae_scale * c.unet_align
+        ph, pw = -wh % align, -ww % align
+        padded = _pad(work * 2 - 1, ph, pw)
+        Hp, Wp = padded.shape[-2:]
+
+        generator = torch.Generator().manual_seed(seed)
+        plans = {p: self.plan(p, Hp, Wp, tile, stride, max_memory, batch_tiles) for p in PASSES}
+        z = self._run(self._encode_fn(generator), padded, plans["encode"], 1 / c.vae_scale, progress)
+        if noise > 0:
+            z = z + noise * torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z)
+        richness = self._texture(texture, lq)
+        tex = torch.tensor([richness], device=self.device) if richness is not None else None
+        x0 = self._run(self._unet_fn(self.encode_prompt(prompt), tex), z, plans["unet"], 1, progress)
+        y = self._run(self._decode_fn(), x0, plans["decode"], c.vae_scale, progress)
+        y = ((y[:, :, :wh, :ww].float() + 1) / 2).clamp_(0, 1)
+        if (wh, ww) != (H, W):
+            y = _resize(y, H, W)
+        out = wavelet_color_fix(y, lq).clamp_(0, 1)
+        self.last = RestoreInfo((h, w), (H, W), (wh, ww), plans, richness)
+        return out
+
+    def _run(self, fn, x, plan: TilePlan, scale, progress):
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        if plan.tile is None:
+            return fn(x)
+        return tiled_apply(fn, x, plan.tile, plan.stride, scale=scale, batch_tiles=plan.batch, progress=progress)
+
+    def _texture(self, texture, lq) -> float | None:
+        explicit = texture is not None and texture != "auto"
+        if explicit and (isinstance(texture, bool) or not isinstance(texture, (int, float)) or not texture >= 0
+                         or not math.isfinite(texture)):
+            raise ValueError(f"texture: expected None, 'auto' or a finite number >= 0, got {texture!r}")
+        if not self.has_texture_control:
+            if explicit and not self._warned_texture:
+                warnings.warn("texture: this checkpoint has no texture-richness embedding; the value is ignored",
+                              stacklevel=4)
+                self._warned_texture = True
+            return None
+        return float(texture) if explicit else float(texture_richness(lq)[0])
+
+
+def _has_lora(unet) -> bool:
+    return any("lora_" in name for name, _ in unet.named_parameters())
+
+
+def _check_tile(tile, stride, align: int, vae_scale: int) -> tuple[int, int]:
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < align or tile % align:
+        raise ValueError(f"tile: expected 'auto' or a positive multiple of {align} pixels, got {tile!r}")
+    if stride is None:
+        stride = tile // 2
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 0 < stride <= tile or stride % vae_scale:
+        raise ValueError(f"stride: expected a multiple of {vae_scale} pixels in (0, tile={tile}], got {stride!r}")
+    return tile, stride
+
+
+def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic resize; antialiased when shrinking."""
+    if tuple(x.shape[-2:]) == (height, width):
+        return x
+    shrink = height < x.shape[-2] or width < x.shape[-1]
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=shrink).clamp_(0, 1)
+
+
+def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def _to_tensor(image) -> tuple[torch.Tensor, str]:
+    if isinstance(image, torch.Tensor):
+        if image.dim() == 3:
+            image, kind = image[None], "chw"
+        elif image.dim() == 4 and image.shape[0] == 1:
+            kind = "bchw"
+        else:
+            raise ValueError(f"image: expected a tensor [3, H, W] or [1, 3, H, W], got {tuple(image.shape)}")
+        if image.shape[1] != 3 or not image.is_floating_point():
+            raise ValueError(f"image: expected 3 float channels in [0, 1], got {tuple(image.shape)} {image.dtype}")
+        if image.shape[-2] == 0 or image.shape[-1] == 0:
+            raise ValueError(f"image: empty image {tuple(image.shape)}")
+        return image.float(), kind
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        import numpy as np
+
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous(), "pil"
+    raise ValueError(f"image: expected a PIL image or a float tensor, got {type(image).__name__}")
+
+
+def _from_tensor(out: torch.Tensor, kind: str, image):
+    if kind == "pil":
+        from PIL import Image
+
+        arr = (out[0].permute(1, 2, 0).cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        return Image.fromarray(arr, "RGB")
+    out = out.to(image.device)
+    return out[0] if kind == "chw" else out

@@ -1,0 +1,100 @@
+"""Small SD2-architecture models for tests and benchmarks: the real component classes and layouts
+(4-level VAE, cross-attention UNet with every HYPIR LoRA target, CLIP text encoder and BPE
+tokenizer, SD2.1's DDPM schedule), reduced only in width. Nothing is downloaded."""
+from __future__ import annotations
+
+import json
+import os
+import string
+from pathlib import Path
+
+import torch
+
+from .models.lora import LoraSpec, add_lora
+from .models.sd2 import Components, build_components
+
+
+_SYMBOLS = string.ascii_lowercase + string.digits + ".,!?'"
+_MERGES = (("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("e", "r"))
+_BOS = 2 * len(_SYMBOLS) + len(_MERGES)  # <|startoftext|>, then <|endoftext|>
+
+
+def write_tokenizer(path: str | os.PathLike) -> Path:
+    """A CLIP BPE tokenizer (``vocab.json`` + ``merges.txt``, the released layout) over lowercase
+    letters, digits and a few common merges; returns the directory."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    symbols, merges = list(_SYMBOLS), _MERGES
+    vocab: dict[str, int] = {}
+    for s in symbols:
+        vocab[s] = len(vocab)
+    for s in symbols:
+        vocab[s + "</w>"] = len(vocab)
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    (path / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    (path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer"}))
+    return path
+
+
+def load_tokenizer(path: str | os.PathLike):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def sd2_configs(unet_width: int = 32, vae_width: int = 8, text_width: int = 32, heads: int = 2, sample_size: int = 8) -> dict:
+    """Configs of SD2.1-base's architecture at reduced width: UNet blocks ``w, 2w, 4w, 4w`` (3 cross-
+    attention levels, linear projections, 2 layers per block), VAE blocks ``v, 2v, 4v, 4v``,
+    a 2-layer CLIP text encoder of width ``text_width`` (the UNet's cross-attention width).
+    ``sample_size`` is the UNet's native latent size (SD2.1-base: 64, i.e. 512 px; the restorer
+    enlarges smaller images to it), small by default so tests stay small."""
+    groups = min(8, unet_width)
+    return dict(
+        unet=dict(
+            sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(unet_width, 2 * unet_width, 4 * unet_width, 4 * unet_width),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=text_width, attention_head_dim=(heads, 2 * heads, 4 * heads, 4 * heads),
+            use_linear_projection=True, norm_num_groups=groups,
+        ),
+        vae=dict(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(vae_width, 2 * vae_width, 4 * vae_width, 4 * vae_width),
+            layers_per_block=2, latent_channels=4, norm_num_groups=min(8, vae_width), sample_size=512,
+            scaling_factor=0.18215,
+        ),
+        text_encoder=dict(
+            hidden_size=text_width, intermediate_size=2 * text_width, num_hidden_layers=2, num_attention_heads=2,
+            max_position_embeddings=77, vocab_size=_BOS + 2, projection_dim=text_width, hidden_act="gelu",
+            bos_token_id=_BOS, eos_token_id=_BOS + 1, pad_token_id=_BOS + 1,
+        ),
+    )
+
+
+def tiny_components(tokenizer_dir: str | os.PathLike, seed: int = 0, **widths) -> Components:
+    """Random-weight SD2-architecture components (see :func:`sd2_configs`)."""
+    cfg = sd2_configs(**widths)
+    return build_components(cfg["vae"], cfg["unet"], cfg["text_encoder"], load_tokenizer(write_tokenizer(tokenizer_dir)),
+                            seed=seed)
+
+
+def randomize_lora(unet: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:
+    """Give every LoRA ``B`` (zero after peft's gaussian init) random values, so the adapter
+    changes the output the way a trained one does."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def trained_like_unet(components: Components, spec: LoraSpec = LoraSpec(rank=8), seed: int = 0) -> Components:
+    """Add the HYPIR adapter (``spec``) with random non-zero weights to ``components.unet``."""
+    add_lora(components.unet, spec)
+    randomize_lora(components.unet, seed=seed)
+    return components
