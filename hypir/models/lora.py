@@ -107,41 +107,40 @@ def load_checkpoint(unet: torch.nn.Module, state: dict[str, torch.Tensor] | str 
     """Add the adapter to ``unet`` and load a HYPIR checkpoint into it; returns the spec used.
 
     ``spec`` defaults to the released targets with the checkpoint's rank and alpha = rank. A
-    checkpoint with texture-embedding keys attaches that embedding first. Any missing or
-    unexpected key, or a shape mismatch, raises ``ValueError`` naming them, before the UNet's
-    weights change (the adapter is removed again).
+    checkpoint with texture-embedding keys attaches that embedding too. Any missing or unexpected
+    key, or a shape mismatch, raises ``ValueError`` naming them, before ``unet`` is changed.
     """
     if not isinstance(state, dict):
         state = read_checkpoint(state)
     spec = spec or LoraSpec(rank=checkpoint_rank(state))
-    add_lora(unet, spec)
     with_texture = any(k.startswith(TEXTURE_PREFIX) for k in state)
-    if with_texture and not has_texture_embedding(unet):
-        attach_texture_embedding(unet)
-    own = {k: v for k, v in unet.state_dict().items() if "lora" in k or k.startswith(TEXTURE_PREFIX)}
+    own = _expected_entries(unet, spec, with_texture)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    shapes = sorted(k for k in set(own) & set(state) if own[k] != tuple(state[k].shape))
     if missing or unexpected or shapes:
-        remove_lora(unet)
         problems = []
         if missing:
             problems.append(f"missing keys: {_listing(missing)}")
         if unexpected:
             problems.append(f"unexpected keys: {_listing(unexpected)}")
         if shapes:
-            problems.append("shape mismatches: " + _listing([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]))
+            problems.append("shape mismatches: " + _listing([f"{k} {tuple(state[k].shape)} vs {own[k]}" for k in shapes]))
         raise ValueError(f"weights: checkpoint does not match the UNet with LoRA rank {spec.rank} on "
                          f"{len(spec.targets)} targets; " + "; ".join(problems))
+    add_lora(unet, spec)
+    if with_texture and not has_texture_embedding(unet):
+        attach_texture_embedding(unet)
     unet.load_state_dict({k: state[k] for k in own}, strict=False)
     return spec
 
 
-def remove_lora(unet: torch.nn.Module) -> None:
-    """Undo :func:`add_lora` (and a texture embedding attached by :func:`load_checkpoint`)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    if any(isinstance(m, BaseTunerLayer) for m in unet.modules()):
-        unet.delete_adapters(ADAPTER)
-    if has_texture_embedding(unet):
-        unet.class_embedding = None
+def _expected_entries(unet: torch.nn.Module, spec: LoraSpec, with_texture: bool) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the checkpoint entries ``unet`` would have with the adapter, computed on a
+    weightless (meta-device) copy so a refused checkpoint leaves ``unet`` untouched."""
+    with torch.device("meta"):
+        skeleton = type(unet).from_config(unet.config)
+        add_lora(skeleton, spec)
+        if with_texture:
+            attach_texture_embedding(skeleton)
+    return {k: tuple(v.shape) for k, v in skeleton.state_dict().items() if "lora" in k or k.startswith(TEXTURE_PREFIX)}

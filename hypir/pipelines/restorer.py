@@ -175,7 +175,7 @@ class Restorer:
         sf = vae.config.scaling_factor
 
         def encode(x: torch.Tensor) -> torch.Tensor:
-            dist = vae.encode(x.to(self.dtype)).latent_dist
+            dist = vae.encode(_nhwc(x.to(self.dtype))).latent_dist
             if self.posterior == "mode":
                 return dist.mode() * sf
             eps = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
@@ -191,7 +191,7 @@ class Restorer:
         def denoise(z: torch.Tensor) -> torch.Tensor:
             n = z.shape[0]
             labels = texture.expand(n) if texture is not None else None
-            out = unet(z, t.expand(n), encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels).sample
+            out = unet(_nhwc(z), t.expand(n), encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels).sample
             if self.prediction == "epsilon":
                 return (z - b * out) / a
             return a * z - b * out  # v-prediction
@@ -201,7 +201,7 @@ class Restorer:
     def _decode_fn(self):
         vae = self.components.vae
         sf = vae.config.scaling_factor
-        return lambda z: vae.decode(z / sf).sample
+        return lambda z: vae.decode(_nhwc(z / sf)).sample
 
     # ---- memory planning ----------------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class Restorer:
         return out
 
     def _run(self, fn, x, plan: TilePlan, scale, progress):
-        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        x = x.to(self.dtype)
         if plan.tile is None:
             return fn(x)
         return tiled_apply(fn, x, plan.tile, plan.stride, scale=scale, batch_tiles=plan.batch, progress=progress)
@@ -352,6 +352,10 @@ class Restorer:
                 self._warned_texture = True
             return None
         return float(texture) if explicit else float(texture_richness(lq)[0])
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _has_lora(unet) -> bool:

@@ -1,0 +1,184 @@
+"""``hypir`` command line (also ``python -m hypir``).
+
+    hypir restore INPUT... -o OUTDIR --base-model DIR --weights FILE [--upscale 4] [--tile auto|PX]
+        [--stride PX] [--max-memory GB] [--prompt TEXT | --prompt-dir DIR] [--noise 0.0]
+        [--texture auto|FLOAT] [--seed 0] [--device auto|cpu|cuda] [--dtype auto|fp32|bf16|fp16]
+        [--no-merge]
+
+Files or folders in (PNG, JPEG, WebP, TIFF, BMP; grayscale, RGBA, 16-bit, EXIF-rotated), one PNG
+per input out with the same stem. An image that cannot be read or restored is reported and
+skipped; the exit status is 1 if any failed, 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+
+def _tile(value: str):
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of pixels, got {value!r}") from None
+
+
+def _texture(value: str):
+    if value == "auto":
+        return "auto"
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {value!r}")
+    return v
+
+
+def _positive(kind):
+    def parse(value: str):
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+        return v
+
+    return parse
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return v
+
+
+def _seed(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        v = -1
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {value!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hypir", description="HYPIR one-step diffusion-prior image restoration.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("restore", help="restore images with a HYPIR checkpoint",
+                       description="Restore images with a HYPIR checkpoint on an SD2.1-base model.")
+    r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    r.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the restored PNGs")
+    r.add_argument("--base-model", required=True, metavar="DIR", help="local diffusers SD2.1-base directory")
+    r.add_argument("--weights", required=True, metavar="FILE", help="HYPIR checkpoint (.safetensors or .pth)")
+    r.add_argument("--upscale", type=_positive(float), default=4.0, help="output size / input size (default 4)")
+    r.add_argument("--tile", type=_tile, default="auto",
+                   help="'auto' (largest tiles within --max-memory) or a tile size in pixels (released: 512)")
+    r.add_argument("--stride", type=_positive(int), default=None, help="tile step in pixels (default: tile/2 for a fixed tile)")
+    r.add_argument("--max-memory", type=_positive(float), default=None, metavar="GB",
+                   help="memory a pass may use, GiB (default 80%% of free device memory or RAM)")
+    r.add_argument("--batch-tiles", type=_positive(int), default=None, help="tiles per call (default: by memory on CUDA, 1 on CPU)")
+    prompts = r.add_mutually_exclusive_group()
+    prompts.add_argument("--prompt", default=None, help="text prompt for every image")
+    prompts.add_argument("--prompt-dir", default=None, metavar="DIR", help="folder of <stem>.txt prompts, one per image")
+    r.add_argument("--noise", type=_non_negative_float, default=0.0, help="generativity-fidelity: latent noise strength (default 0)")
+    r.add_argument("--texture", type=_texture, default="auto", help="texture richness: 'auto' (from the input) or a number")
+    r.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    r.add_argument("--no-merge", action="store_true", help="keep the LoRA adapters instead of merging them")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _prompt_for(path: Path, args) -> str:
+    if args.prompt is not None:
+        return args.prompt
+    if args.prompt_dir is None:
+        return ""
+    sidecar = Path(args.prompt_dir) / f"{path.stem}.txt"
+    if not sidecar.is_file():
+        print(f"hypir: {path}: no prompt file {sidecar}; using the empty prompt", file=sys.stderr)
+        return ""
+    return sidecar.read_text(encoding="utf-8").strip()
+
+
+def restore_main(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .data.io import list_inputs, read_image, write_image
+    from .pipelines.restorer import Restorer
+
+    try:
+        files = list_inputs(args.inputs)
+    except FileNotFoundError as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    if not files:
+        print("hypir: no input images found", file=sys.stderr)
+        return 2
+    if args.prompt_dir is not None and not Path(args.prompt_dir).is_dir():
+        print(f"hypir: --prompt-dir: no such folder {args.prompt_dir!r}", file=sys.stderr)
+        return 2
+    _quiet_libraries()
+    try:
+        restorer = Restorer.from_pretrained(args.base_model, args.weights, device=args.device, dtype=args.dtype,
+                                            merge=not args.no_merge)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    max_memory = None if args.max_memory is None else args.max_memory * 2**30
+    failed, written = [], {}
+    for path in tqdm(files, desc="images", unit="img", disable=args.quiet):
+        target = out_dir / f"{path.stem}.png"
+        if target in written:
+            failed.append((path, f"output {target} would overwrite the result of {written[target]}"))
+            continue
+        try:
+            rgb, meta = read_image(path)
+            out = restorer(rgb, upscale=args.upscale, prompt=_prompt_for(path, args), noise=args.noise,
+                           texture=args.texture, seed=args.seed, tile=args.tile, stride=args.stride,
+                           max_memory=max_memory, batch_tiles=args.batch_tiles, progress=not args.quiet)
+            write_image(target, out, meta)
+            written[target] = path
+        except (ValueError, RuntimeError, OSError) as e:  # RuntimeError: e.g. out of memory
+            failed.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    for path, why in failed:
+        print(f"hypir: failed {path}: {why}", file=sys.stderr)
+    print(f"hypir: restored {len(written)} of {len(files)} images into {out_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _quiet_libraries() -> None:
+    """diffusers/transformers info and dtype-cast notices are noise on a command line."""
+    try:
+        from diffusers.utils import logging as dlog
+
+        dlog.set_verbosity_error()
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "restore":
+        return restore_main(args)
+    return 2  # pragma: no cover (argparse rejects unknown commands)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
