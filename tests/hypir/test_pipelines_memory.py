@@ -45,8 +45,8 @@ def test_auto_plan_uses_one_tile_when_it_fits_and_the_largest_tile_that_fits_oth
     p = plan_auto(model, 100, 80, align=8, step=1, budget=budget, batch=1)
     assert p.tile == 40 and p.stride == 30 and p.estimate <= budget
     assert model.bytes(48 * 48) > budget
-    batched = plan_auto(model, 100, 80, align=8, step=1, budget=3 * budget)
-    assert batched.batch > 1 and batched.estimate <= 3 * budget
+    larger = plan_auto(model, 100, 80, align=8, step=1, budget=3 * budget)
+    assert larger.tile == 64 and larger.estimate <= 3 * budget  # a larger budget buys a larger tile first
     with pytest.raises(ValueError, match="max_memory: .* too small"):
         plan_auto(model, 100, 80, align=8, step=1, budget=model.bytes(7 * 7))
 
