@@ -155,7 +155,7 @@ def restore_main(args) -> int:
         except (ValueError, RuntimeError, OSError) as e:  # RuntimeError: e.g. out of memory
             failed.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     for path, why in failed:
-        print(f"hypir: failed {path}: {why}", file=sys.stderr)
+        print(f"hypir: failed {path}: {why.removeprefix(f'{path}: ')}", file=sys.stderr)
     print(f"hypir: restored {len(written)} of {len(files)} images into {out_dir}", file=sys.stderr)
     return 1 if failed else 0
 

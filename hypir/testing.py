@@ -52,7 +52,7 @@ def sd2_configs(unet_width: int = 32, vae_width: int = 8, text_width: int = 32, 
     a 2-layer CLIP text encoder of width ``text_width`` (the UNet's cross-attention width).
     ``sample_size`` is the UNet's native latent size (SD2.1-base: 64, i.e. 512 px; the restorer
     enlarges smaller images to it), small by default so tests stay small."""
-    groups = min(8, unet_width)
+    groups = min(32, unet_width)
     return dict(
         unet=dict(
             sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
@@ -65,7 +65,7 @@ def sd2_configs(unet_width: int = 32, vae_width: int = 8, text_width: int = 32, 
         vae=dict(
             in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(vae_width, 2 * vae_width, 4 * vae_width, 4 * vae_width),
-            layers_per_block=2, latent_channels=4, norm_num_groups=min(8, vae_width), sample_size=512,
+            layers_per_block=2, latent_channels=4, norm_num_groups=min(32, vae_width), sample_size=512,
             scaling_factor=0.18215,
         ),
         text_encoder=dict(

@@ -348,7 +348,7 @@ class Restorer:
         if not self.has_texture_control:
             if explicit and not self._warned_texture:
                 warnings.warn("texture: this checkpoint has no texture-richness embedding; the value is ignored",
-                              stacklevel=4)
+                              stacklevel=5)
                 self._warned_texture = True
             return None
         return float(texture) if explicit else float(texture_richness(lq)[0])
