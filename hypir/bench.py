@@ -30,7 +30,7 @@ from hypir_kernels.bench.blend import gaussian_tile_weights
 
 from .models.lora import LoraSpec
 from .pipelines.colorfix import wavelet_color_fix
-from .pipelines.restorer import Restorer, _pad, _resize
+from .pipelines.restorer import RELEASED_STRIDE, RELEASED_TILE, Restorer, _pad, _resize
 from .testing import tiny_components, trained_like_unet
 
 BENCH_WIDTHS = dict(unet_width=64, vae_width=32, text_width=64, heads=1, sample_size=64)
@@ -72,8 +72,8 @@ def _accumulate(fn, x: torch.Tensor, tile: int, stride: int, scale: int | float,
 
 
 @torch.inference_mode()
-def released_style(restorer: Restorer, image: torch.Tensor, upscale: float = UPSCALE, tile: int = 512,
-                   stride: int = 256, prompt: str = "") -> torch.Tensor:
+def released_style(restorer: Restorer, image: torch.Tensor, upscale: float = UPSCALE, tile: int = RELEASED_TILE,
+                   stride: int = RELEASED_STRIDE, prompt: str = "") -> torch.Tensor:
     """The released HYPIR inference loop on ``restorer``'s components (``image`` ``[1, 3, h, w]``
     in [0, 1] whose upscaled size is at least one tile and a multiple of 8)."""
     c = restorer.components
@@ -103,7 +103,7 @@ def cases(ours: Restorer, released: Restorer, image: torch.Tensor) -> dict:
 
     return {
         "released": timed(lambda: released_style(released, image)),
-        "ours_same_plan": timed(lambda: ours(image, upscale=UPSCALE, tile=512, stride=256)),
+        "ours_same_plan": timed(lambda: ours(image, upscale=UPSCALE, tile=RELEASED_TILE, stride=RELEASED_STRIDE)),
         "ours_auto": timed(lambda: ours(image, upscale=UPSCALE)),
     }
 

@@ -19,7 +19,6 @@ from .texture import TEXTURE_PREFIX, attach_texture_embedding, has_texture_embed
 
 HYPIR_TARGETS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
                  "proj_in", "proj_out", "ff.net.2", "ff.net.0.proj")
-ADAPTER = "default"
 
 
 @dataclass(frozen=True)

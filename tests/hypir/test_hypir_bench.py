@@ -2,7 +2,6 @@
 time, accumulate-with-count blending) must compute what the Restorer computes with the same plan,
 so the benchmark compares equal work. An independent implementation of the tiling, it also pins
 the Restorer's tile placement and blending tightly."""
-import torch
 
 from hypir.bench import make_image, make_restorers, released_style
 from hypir.testing import sd2_configs
