@@ -30,12 +30,9 @@ def test_restore_cpu(benchmark, setup, case):
     assert out.shape[-2:] == (1024, 1024)
 
 
-SD21_WIDTHS = dict(unet_width=320, vae_width=128, text_width=1024, heads=5, sample_size=64)
-
-
 @pytest.fixture(scope="module")
 def setup_gpu():
-    ours, released = bench.make_restorers(device="cuda", dtype="bf16", widths=SD21_WIDTHS)
+    ours, released = bench.make_restorers(device="cuda", dtype="bf16", widths=bench.SD21_WIDTHS)
     image = bench.make_image().cuda()
     runs = bench.cases(ours, released, image)
     for fn in runs.values():

@@ -34,6 +34,8 @@ from .pipelines.restorer import RELEASED_STRIDE, RELEASED_TILE, Restorer, _pad, 
 from .testing import tiny_components, trained_like_unet
 
 BENCH_WIDTHS = dict(unet_width=64, vae_width=32, text_width=64, heads=1, sample_size=64)
+# SD2.1-base's UNet and VAE widths (the text encoder stays 2 layers deep: it runs once per prompt).
+SD21_WIDTHS = dict(unet_width=320, vae_width=128, text_width=1024, heads=5, sample_size=64)
 SIZE, UPSCALE = 256, 4
 
 

@@ -24,19 +24,6 @@ _REQUIRED_FILES = {
     "scheduler": [("scheduler_config.json",)],
 }
 
-# SD2.1-base's UNet (diffusers config); ``attention_head_dim`` is the number of heads there
-# (a historical misnomer in diffusers' SD2 config), so every head is 64 wide.
-SD21_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True, norm_num_groups=32,
-)
-SD21_VAE = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    latent_channels=4, norm_num_groups=32, sample_size=768, scaling_factor=0.18215,
-)
 # SD2.1-base's noise schedule (DDPM, epsilon prediction).
 SD21_SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",

@@ -3,7 +3,8 @@ time, accumulate-with-count blending) must compute what the Restorer computes wi
 so the benchmark compares equal work. An independent implementation of the tiling, it also pins
 the Restorer's tile placement and blending tightly."""
 
-from hypir.bench import make_image, make_restorers, released_style
+from hypir.bench import SD21_WIDTHS, make_image, make_restorers, released_style
+from hypir.models.lora import HYPIR_TARGETS
 from hypir.testing import sd2_configs
 
 
@@ -19,3 +20,13 @@ def test_released_style_anchor_matches_the_restorer_with_the_same_plan():
     assert (got - want).abs().max() < 2e-4  # merged vs unmerged LoRA rounding only
     untiled = ours(image, upscale=2)
     assert (untiled - want).abs().max() > 1e-2  # and the plan matters
+
+
+def test_sd21_widths_are_sd21_and_the_targets_are_the_kernel_suites():
+    from hypir_kernels.bench import lora as kernel_suite
+
+    unet = sd2_configs(**SD21_WIDTHS)["unet"]
+    assert {k: unet[k] for k in kernel_suite.SD21_UNET} == kernel_suite.SD21_UNET
+    assert sorted(HYPIR_TARGETS) == sorted(kernel_suite.HYPIR_TARGETS)
+    vae = sd2_configs(**SD21_WIDTHS)["vae"]
+    assert vae["block_out_channels"] == (128, 256, 512, 512) and vae["norm_num_groups"] == 32
