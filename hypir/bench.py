@@ -1,7 +1,8 @@
 """Restoration benchmark: HYPIR on a 256x256 image x4 (1024x1024 output), ours vs the released-style
 path, in one process on the same model and input.
 
-    python -m hypir.bench            # prints the table (CPU, or CUDA when present)
+    python -m hypir.bench                                   # the CPU table (reduced widths, fp32)
+    python -m hypir.bench --device cuda --widths sd21       # SD2.1's widths on a GPU (bf16)
     pytest benchmarks/test_restore.py --benchmark-only
 
 The model is SD2.1-base's architecture at reduced width (:data:`BENCH_WIDTHS`: UNet blocks
@@ -110,23 +111,32 @@ def cases(ours: Restorer, released: Restorer, image: torch.Tensor) -> dict:
     }
 
 
-def main(repeats: int = 3) -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hypir.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--widths", default="reduced", choices=("reduced", "sd21"),
+                        help="reduced (BENCH_WIDTHS, the CPU table) or sd21 (SD2.1's real widths)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
-    ours, released = make_restorers()
-    image = make_image()
-    runs = cases(ours, released, image)
+    widths = BENCH_WIDTHS if args.widths == "reduced" else SD21_WIDTHS
+    ours, released = make_restorers(args.device, args.dtype, widths=widths)
+    image = make_image().to(ours.device)
     times = {}
-    for name, fn in runs.items():
+    for name, fn in cases(ours, released, image).items():
         fn()  # warm-up (and the memory probes of the auto plan)
         ts = []
-        for _ in range(repeats):
+        for _ in range(args.repeats):
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
         times[name] = statistics.median(ts)
-    print(f"HYPIR restore {SIZE}px x{UPSCALE} on {ours.device} ({ours.dtype}), median of {repeats}:")
+    print(f"HYPIR restore {SIZE}px x{UPSCALE}, {args.widths} widths, {ours.device} {ours.dtype}, median of {args.repeats}:")
     for name, t in times.items():
-        print(f"  {name:16s} {t * 1e3:9.0f} ms   {times['released'] / t:5.2f}x vs released")
+        print(f"  {name:16s} {t * 1e3:9.1f} ms   {times['released'] / t:5.2f}x vs released")
     ours(image, upscale=UPSCALE)
     print("  auto plan:", {k: v.describe() for k, v in ours.last.plans.items()})
 

@@ -152,7 +152,7 @@ def restore_main(args) -> int:
                            max_memory=max_memory, batch_tiles=args.batch_tiles, progress=not args.quiet)
             write_image(target, out, meta)
             written[target] = path
-        except (ValueError, RuntimeError, OSError) as e:  # RuntimeError: e.g. out of memory
+        except (ValueError, RuntimeError, OSError, MemoryError) as e:  # RuntimeError: e.g. CUDA out of memory
             failed.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     for path, why in failed:
         print(f"hypir: failed {path}: {why.removeprefix(f'{path}: ')}", file=sys.stderr)
