@@ -165,3 +165,34 @@ def test_portable_float32_path_matches_reference():
     env = dict(os.environ, HYPIR_KERNELS_NO_AVX2="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("no_avx2", [False, True])
+def test_zero_size_images_return_empty_on_every_path(no_avx2):
+    """Zero-size images (H, W, B or C of 0) return an empty result on every padding, dtype and
+    SIMD path, forward, adjoint and the direct kernel op -- never a signal (the float32 AVX2
+    loops once indexed a padded row of a zero-width image). Run in a fresh process so a crash
+    fails this test instead of ending the session."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, hypir_kernels as hk\n"
+        "for shape in ((1, 3, 8, 0), (1, 3, 0, 8), (1, 3, 0, 0), (0, 3, 8, 8), (2, 0, 5, 5)):\n"
+        "    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):\n"
+        "        x = torch.rand(shape, dtype=dtype)\n"
+        "        for pad in hk.PADDINGS:\n"
+        "            for fn in (hk.gaussian_blur, hk.gaussian_blur_adjoint):\n"
+        "                assert fn(x, 1.0, 5, pad).shape == shape\n"
+        "            for code in range(4):\n"
+        "                taps = torch.ones(shape[0], 3, dtype=torch.float64 if dtype == torch.float64 else torch.float32)\n"
+        "                for adjoint in (False, True):\n"
+        "                    assert torch.ops.hypir_kernels._separable_filter(x, taps, taps, code, adjoint).shape == shape\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ)
+    if no_avx2:
+        env["HYPIR_KERNELS_NO_AVX2"] = "1"
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), f"rc {res.returncode}: {res.stdout}{res.stderr}"
