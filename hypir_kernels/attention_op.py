@@ -86,6 +86,14 @@ def _triton(q, k, v, scale):
 backend.register("attention", triton=_triton, reference=_sdpa)
 
 
+def _check_triton_args(q, k, v, scale) -> None:
+    """The library ops are public (torch.ops.hypir_kernels.*): they check their own arguments,
+    so a direct call with inconsistent shapes raises instead of reading out of bounds."""
+    _check(q, k, v, scale)
+    if q.dtype not in _TRITON_DTYPES:
+        raise ValueError(f"q: the triton kernels support float16, bfloat16 and float32, got {q.dtype}")
+
+
 def _empty_output(q: torch.Tensor) -> torch.Tensor:
     B, H, SQ, D = q.shape
     return q.new_empty((B, SQ, H, D)).transpose(1, 2)
@@ -96,6 +104,7 @@ def _attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     """Triton forward: (output [B, H, Sq, D], log-sum-exp [B, H, Sq] fp32)."""
     from .triton import attention as kernels
 
+    _check_triton_args(q, k, v, scale)
     out = _empty_output(q)
     lse = kernels.forward(q, k, v, scale, out)
     return out, lse
@@ -114,6 +123,14 @@ def _attention_backward(
     """Triton backward: (dq, dk, dv)."""
     from .triton import attention as kernels
 
+    _check_triton_args(q, k, v, scale)
+    for name, t in (("grad_out", grad_out), ("out", out)):
+        check_tensor(name, t, dims=4, dtypes=(q.dtype,), device=q.device)
+        if t.shape != q.shape:
+            raise ValueError(f"{name}: expected q's shape {tuple(q.shape)}, got {tuple(t.shape)}")
+    check_tensor("lse", lse, dims=3, dtypes=(torch.float32,), device=q.device)
+    if tuple(lse.shape) != tuple(q.shape[:3]):
+        raise ValueError(f"lse: expected shape {tuple(q.shape[:3])} ([B, H, Sq]), got {tuple(lse.shape)}")
     return kernels.backward(grad_out, q, k, v, out, lse, scale)
 
 

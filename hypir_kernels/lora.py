@@ -194,6 +194,16 @@ def _dropped(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
     return x * _keep_mask(x, p, seed).to(x.dtype) * (1.0 / (1.0 - p))
 
 
+def _check_linear_2d(x, weight, bias, lora_A, lora_B, scale, dropout_p) -> None:
+    """The checks of :func:`lora_linear` for the library ops (public as torch.ops.hypir_kernels.*)."""
+    _check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, "activation", dims_w=2)
+    check_tensor("x", x, dims=2)
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x: expected [N, {weight.shape[1]}] (weight's in features), got {tuple(x.shape)}")
+    if lora_A.shape[1] != weight.shape[1]:
+        raise ValueError(f"lora_A: in features (dim 1) {lora_A.shape[1]} do not match weight's {weight.shape[1]}")
+
+
 def _act_forward_torch(x, weight, bias, A, B, scale, p, seed):
     h = _dropped(x, p, seed) @ A.t()
     y = torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
@@ -244,6 +254,7 @@ def _lora_linear_activation(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
                             lora_B: torch.Tensor, scale: float, dropout_p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Activation strategy on 2-D ``x [N, in]``: (y [N, out], h [N, r] saved for backward). The torch
     path draws its dropout mask with torch.rand, the Triton path with in-kernel Philox."""
+    _check_linear_2d(x, weight, bias, lora_A, lora_B, scale, dropout_p)
     return backend.dispatch("lora_linear_activation", x.device)(x, weight, bias, lora_A, lora_B, scale, dropout_p, seed)
 
 
@@ -258,6 +269,14 @@ def _lora_linear_activation_backward(dy: torch.Tensor, x: torch.Tensor, h: torch
                                      forward_backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward on the backend that ran the forward: the torch and Triton paths draw different
     dropout masks from the same seed, and the backward must regenerate the forward's."""
+    _check_linear_2d(x, weight, None, lora_A, lora_B, scale, dropout_p)
+    for name, t, cols in (("dy", dy, weight.shape[0]), ("h", h, lora_A.shape[0])):
+        check_tensor(name, t, dims=2, dtypes=(x.dtype,), device=x.device)
+        if tuple(t.shape) != (x.shape[0], cols):
+            raise ValueError(f"{name}: expected shape {(x.shape[0], cols)}, got {tuple(t.shape)}")
+    if forward_backend not in backend.REGISTRY["lora_linear_activation_backward"].impls:
+        raise ValueError(f"forward_backend: expected one of {tuple(backend.REGISTRY['lora_linear_activation_backward'].impls)}, "
+                         f"got {forward_backend!r}")
     impl = backend.REGISTRY["lora_linear_activation_backward"].impls[forward_backend]
     return impl(dy, x, h, weight, lora_A, lora_B, scale, dropout_p, seed)
 

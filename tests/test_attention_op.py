@@ -183,3 +183,39 @@ def test_cuda_matches_fp64(D, dtype):
     check_against_fp64(q, k, v, go)
     q, k, v, go = (t.cuda() for t in _inputs(1, 2, 1024, 1024, D, dtype, layout="bshd"))
     check_against_fp64(q, k, v, go)
+
+
+def _qkv(B=1, H=2, SQ=5, SK=7, D=32, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(B, H, s, D, generator=g, dtype=dtype) for s in (SQ, SK, SK)]
+
+
+@pytest.mark.parametrize("edit, name", [
+    (lambda q, k, v: (q, k[:, :1], v), "k"),                      # heads differ
+    (lambda q, k, v: (q, k, v[:, :, :3]), "v"),                   # Sk of v differs from k's
+    (lambda q, k, v: (q[0], k, v), "q"),                          # 3-D
+    (lambda q, k, v: (q, k.double(), v), "k"),                    # dtype
+    (lambda q, k, v: (q.double(), k.double(), v.double()), "q"),  # float64 is not a triton dtype
+])
+def test_forward_op_checks_its_own_arguments(edit, name):
+    """torch.ops.hypir_kernels.attention_forward is public: inconsistent shapes raise ValueError
+    naming the argument instead of reading out of bounds."""
+    q, k, v = edit(*_qkv())
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        torch.ops.hypir_kernels.attention_forward(q, k, v, 0.1)
+
+
+@pytest.mark.parametrize("edit, name", [
+    (lambda g, o, lse: (g[:, :, :3], o, lse), "grad_out"),
+    (lambda g, o, lse: (g, o.half(), lse), "out"),
+    (lambda g, o, lse: (g, o, lse[:, :, :2]), "lse"),
+    (lambda g, o, lse: (g, o, lse.double()), "lse"),
+    (lambda g, o, lse: (g, o, lse[0]), "lse"),
+])
+def test_backward_op_checks_its_own_arguments(edit, name):
+    q, k, v = _qkv()
+    out = torch.zeros_like(q)
+    lse = torch.zeros(q.shape[:3])
+    g, out, lse = edit(torch.ones_like(q), out, lse)
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        torch.ops.hypir_kernels.attention_backward(g, q, k, v, out, lse, 0.1)

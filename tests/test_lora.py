@@ -355,3 +355,41 @@ def test_cuda_triton_activation_matches_peft(rank, dtype):
     assert lora._fusable(net.fc) is not None
     for a, b in zip(run(), expected):
         torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("edit, name", [
+    (lambda x, w, b, A, B: (x[:, :3], w, b, A, B), "x"),
+    (lambda x, w, b, A, B: (x, w, b, A[:, :3], B), "lora_A"),
+    (lambda x, w, b, A, B: (x, w, b, A, B[:, :2]), "lora_B"),
+    (lambda x, w, b, A, B: (x, w, b[:2], A, B), "bias"),
+    (lambda x, w, b, A, B: (x[None], w, b, A, B), "x"),
+])
+def test_activation_ops_check_their_own_arguments(edit, name):
+    """The library ops are public: inconsistent shapes raise ValueError naming the argument."""
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(6, 5, generator=g), torch.randn(4, 5, generator=g), torch.randn(4, generator=g)
+    A, B = torch.randn(3, 5, generator=g), torch.randn(4, 3, generator=g)
+    args = edit(x, w, b, A, B)
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        torch.ops.hypir_kernels.lora_linear_activation(*args, 1.0, 0.0, 0)
+    x, w, _, A, B = args
+    dy, h = torch.randn(6, 4, generator=g), torch.randn(6, 3, generator=g)
+    if name != "bias":
+        with pytest.raises(ValueError, match=f"^{name}:"):
+            torch.ops.hypir_kernels.lora_linear_activation_backward(dy, x, h, w, A, B, 1.0, 0.0, 0, "reference")
+
+
+def test_activation_backward_op_checks_saved_tensors_and_backend():
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(6, 5, generator=g), torch.randn(4, 5, generator=g)
+    A, B = torch.randn(3, 5, generator=g), torch.randn(4, 3, generator=g)
+    dy, h = torch.randn(6, 4, generator=g), torch.randn(6, 3, generator=g)
+    op = torch.ops.hypir_kernels.lora_linear_activation_backward
+    with pytest.raises(ValueError, match="^dy:"):
+        op(dy[:5], x, h, w, A, B, 1.0, 0.0, 0, "reference")
+    with pytest.raises(ValueError, match="^h:"):
+        op(dy, x, h[:, :2], w, A, B, 1.0, 0.0, 0, "reference")
+    with pytest.raises(ValueError, match="^forward_backend:"):
+        op(dy, x, h, w, A, B, 1.0, 0.0, 0, "nope")
+    dx, dA, dB = op(dy, x, h, w, A, B, 1.0, 0.0, 0, "reference")
+    assert dx.shape == x.shape and dA.shape == A.shape and dB.shape == B.shape
