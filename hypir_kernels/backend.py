@@ -81,6 +81,7 @@ def register(name: str, kernel_op: str | None = None, **impls: Callable) -> Op:
         raise ValueError("impls: every op needs a 'reference' implementation")
     op = Op(name, dict(impls), kernel_op)
     REGISTRY[name] = op
+    _AUTO.clear()
     return op
 
 
@@ -114,8 +115,20 @@ def runnable(op: Op, backend: str, device_type: str) -> tuple[bool, str]:
 
 def select(op: Op, device: torch.device | str) -> str:
     """The backend that runs ``op`` on ``device`` under the current forcing."""
-    device_type = torch.device(device).type
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
     forced = forced_backend()
+    if forced is None:  # the automatic choice depends only on (op, device type): memoised
+        key = (op.name, device_type)
+        if key not in _AUTO:
+            _AUTO[key] = _select(op, device_type, None)
+        return _AUTO[key]
+    return _select(op, device_type, forced)
+
+
+_AUTO: dict[tuple[str, str], str] = {}
+
+
+def _select(op: Op, device_type: str, forced: str | None) -> str:
     if forced is not None and forced in op.impls:
         ok, why = runnable(op, forced, device_type)
         if not ok:

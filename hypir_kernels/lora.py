@@ -26,6 +26,7 @@ training: activation ``3 N r (in K + out)``; weight ``4 out in K r + N out in K`
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import types
@@ -94,9 +95,15 @@ def strategy_costs(n: int, fan_in: int, fan_out: int, rank: int, taps: int = 1, 
 def choose_strategy(n: int, fan_in: int, fan_out: int, rank: int, taps: int = 1, elem_bytes: int = 4,
                     device: str = "cpu", training: bool = True, dropout_p: float = 0.0) -> str:
     """The strategy ``auto`` picks: the cheaper by :func:`strategy_costs`; ``activation`` when
-    dropout is on (the weight strategy cannot express it)."""
+    dropout is on (the weight strategy cannot express it). Memoised per shape (a call is on the
+    host-time path of every patched layer)."""
     if dropout_p > 0:
         return "activation"
+    return _cheaper_strategy(n, fan_in, fan_out, rank, taps, elem_bytes, device, training)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cheaper_strategy(n, fan_in, fan_out, rank, taps, elem_bytes, device, training) -> str:
     costs = strategy_costs(n, fan_in, fan_out, rank, taps, elem_bytes, device, training)
     return "weight" if costs["weight"] < costs["activation"] else "activation"
 
@@ -170,16 +177,62 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         raise ValueError(f"x: last dim must be weight's in features {weight.shape[1]}, got shape {tuple(x.shape)}")
     if lora_A.shape[1] != weight.shape[1]:
         raise ValueError(f"lora_A: in features (dim 1) {lora_A.shape[1]} do not match weight's {weight.shape[1]}")
-    x2 = x.reshape(-1, x.shape[-1])
+    return _lora_linear(x, weight, bias, lora_A, lora_B, float(scale), float(dropout_p), strategy, seed)
+
+
+def _lora_linear(x, weight, bias, lora_A, lora_B, scale: float, dropout_p: float, strategy: str, seed):
+    """:func:`lora_linear` after its checks."""
+    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     if strategy == "auto":
         strategy = choose_strategy(x2.shape[0], weight.shape[1], weight.shape[0], lora_A.shape[0], 1,
                                    x.element_size(), x.device.type, _training(x, lora_A, lora_B), dropout_p)
-    if strategy == "weight":
-        y = torch.ops.hypir_kernels.lora_linear_weight(x2, weight, bias, lora_A, lora_B, float(scale))
+    if torch.compiler.is_compiling():  # the library ops: traceable, with fake implementations
+        if strategy == "weight":
+            y = torch.ops.hypir_kernels.lora_linear_weight(x2, weight, bias, lora_A, lora_B, scale)
+        else:
+            y = torch.ops.hypir_kernels.lora_linear_activation(
+                x2, weight, bias, lora_A, lora_B, scale, dropout_p, _seed(dropout_p, seed))[0]
+    elif strategy == "weight":  # eager: the same code through autograd.Function, without the
+        y = _WeightLinear.apply(x2, weight, bias, lora_A, lora_B, scale)  # custom-op overhead
     else:
-        y = torch.ops.hypir_kernels.lora_linear_activation(
-            x2, weight, bias, lora_A, lora_B, float(scale), float(dropout_p), _seed(dropout_p, seed))[0]
-    return y.reshape(*x.shape[:-1], weight.shape[0])
+        impl = backend.select(backend.REGISTRY["lora_linear_activation"], x.device)
+        y = _ActivationLinear.apply(x2, weight, bias, lora_A, lora_B, scale, dropout_p, _seed(dropout_p, seed), impl)
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+# Eager paths. ``torch.library.custom_op`` with ``register_autograd`` costs ~100-150 us of host
+# time per call (Python dispatch, schema handling, the autograd wrapper), more than a small
+# layer's whole work on a GPU; eager calls run the same implementations through a plain
+# ``autograd.Function`` (measured on the CPU with tiny shapes: see benchmarks/test_lora.py).
+
+
+class _ActivationLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, scale, p, seed, impl):
+        y, h = backend.REGISTRY["lora_linear_activation"].impls[impl](x, weight, bias, A, B, scale, p, seed)
+        ctx.save_for_backward(x, h, weight, A, B)
+        ctx.args = (scale, p, seed, impl)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, h, weight, A, B = ctx.saved_tensors
+        scale, p, seed, impl = ctx.args
+        dx, dA, dB = backend.REGISTRY["lora_linear_activation_backward"].impls[impl](
+            dy, x, h, weight, A, B, scale, p, seed)  # the Triton path makes its operands contiguous
+        return dx, None, None, dA, dB, None, None, None, None
+
+
+class _WeightLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, scale):
+        ctx.save_for_backward(x, weight, A, B)
+        ctx.scale = scale
+        return F.linear(x, _effective_weight(weight, A, B, scale), bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _weight_backward(ctx, dy)
 
 
 def _keep_mask(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -205,15 +258,19 @@ def _check_linear_2d(x, weight, bias, lora_A, lora_B, scale, dropout_p) -> None:
 
 
 def _act_forward_torch(x, weight, bias, A, B, scale, p, seed):
-    h = _dropped(x, p, seed) @ A.t()
-    y = torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+    h = F.linear(_dropped(x, p, seed), A)
+    y = F.linear(x, weight, bias)
     y.addmm_(h, B.t(), alpha=scale)  # accumulate the LoRA product into the base output
     return y, h
 
 
+def _scaled(t: torch.Tensor, scale: float) -> torch.Tensor:
+    return t if scale == 1.0 else t.mul_(scale)  # HYPIR's alpha = r: skip the no-op multiply
+
+
 def _act_backward_torch(dy, x, h, weight, A, B, scale, p, seed):
-    g = (dy @ B).mul_(scale)  # [N, r]
-    dB = (dy.t() @ h).mul_(scale)
+    g = _scaled(dy @ B, scale)  # [N, r]
+    dB = _scaled(dy.t() @ h, scale)
     if p == 0:
         dA = g.t() @ x
         dx = (dy @ weight).addmm_(g, A)
@@ -383,10 +440,14 @@ def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         strategy = choose_strategy(x.shape[0] * max(out_h, 0) * max(out_w, 0), weight.shape[1], weight.shape[0],
                                    lora_A.shape[0], weight.shape[2] * weight.shape[3], x.element_size(),
                                    x.device.type, _training(x, lora_A, lora_B), dropout_p)
-    if strategy == "weight":
-        return torch.ops.hypir_kernels.lora_conv2d_weight(x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation)
-    return torch.ops.hypir_kernels.lora_conv2d_activation(
-        x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation, float(dropout_p), _seed(dropout_p, seed))[0]
+    args = (x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation)
+    if torch.compiler.is_compiling():  # the library ops: traceable, with fake implementations
+        if strategy == "weight":
+            return torch.ops.hypir_kernels.lora_conv2d_weight(*args)
+        return torch.ops.hypir_kernels.lora_conv2d_activation(*args, float(dropout_p), _seed(dropout_p, seed))[0]
+    if strategy == "weight":  # eager: the same code through autograd.Function (see _ActivationLinear)
+        return _WeightConv2d.apply(*args)
+    return _ActivationConv2d.apply(*args, float(dropout_p), _seed(dropout_p, seed))
 
 
 def _conv_input_grad(dy, x, w, stride, padding, dilation):
@@ -398,6 +459,10 @@ def _lora_conv2d_activation(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
                             lora_B: torch.Tensor, scale: float, stride: list[int], padding: list[int], dilation: list[int],
                             dropout_p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Activation strategy: (y, h = conv2d(dropout(x), A) saved for backward)."""
+    return _conv_act_forward(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p, seed)
+
+
+def _conv_act_forward(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p, seed):
     h = F.conv2d(_dropped(x, dropout_p, seed), lora_A, None, stride, padding, dilation)
     y = F.conv2d(x, weight, bias, stride, padding, dilation)
     n, r = h.shape[0], h.shape[1]
@@ -424,8 +489,8 @@ def _conv_act_backward(ctx, dy, _dh):
     scale, stride, padding, dilation, p, seed = ctx.args
     n, r = h.shape[0], h.shape[1]
     dy3 = dy.reshape(n, dy.shape[1], -1)
-    g = torch.matmul(B.reshape(1, -1, r).transpose(1, 2), dy3).mul_(scale)  # [Bt, r, H'W']
-    dB = torch.tensordot(dy3, h.reshape(n, r, -1), dims=([0, 2], [0, 2])).mul_(scale).reshape(B.shape)
+    g = _scaled(torch.matmul(B.reshape(1, -1, r).transpose(1, 2), dy3), scale)  # [Bt, r, H'W']
+    dB = _scaled(torch.tensordot(dy3, h.reshape(n, r, -1), dims=([0, 2], [0, 2])), scale).reshape(B.shape)
     xd = _dropped(x, p, seed)
     gi = g.reshape(h.shape)
     dxa, dA, _ = torch.ops.aten.convolution_backward(gi, xd, A, None, stride, padding, dilation, False, [0, 0], 1, [True, True, False])
@@ -474,6 +539,31 @@ def _conv_weight_backward(ctx, dy):
 _lora_conv2d_weight.register_autograd(_conv_weight_backward, setup_context=_conv_weight_setup)
 
 
+class _ActivationConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, scale, stride, padding, dilation, p, seed):
+        y, h = _conv_act_forward(x, weight, bias, A, B, scale, stride, padding, dilation, p, seed)
+        ctx.save_for_backward(x, h, weight, A, B)
+        ctx.args = (scale, stride, padding, dilation, p, seed)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _conv_act_backward(ctx, dy, None)
+
+
+class _WeightConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, scale, stride, padding, dilation):
+        ctx.save_for_backward(x, weight, A, B)
+        ctx.args = (scale, stride, padding, dilation)
+        return F.conv2d(x, _effective_weight(weight, A, B, scale), bias, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _conv_weight_backward(ctx, dy)
+
+
 # ---------------------------------------------------------------------------------------------
 # peft integration
 
@@ -513,21 +603,43 @@ def _fusable(module) -> str | None:
     return adapter
 
 
+def _hk_plan(module):
+    """``(adapter, base, A, B, dropout)`` if the layer's LoRA runs through our ops, else None;
+    cached on the module and recomputed when what :func:`_fusable` reads changes (active adapters,
+    dtypes, the parameter objects), so a call does not pay for the ModuleDict look-ups."""
+    key = (tuple(module.active_adapters), module.disable_adapters, module.merged)
+    cached = module.__dict__.get("_hk_plan_cache")
+    if cached is not None and cached[0] == key:
+        plan = cached[1]
+        if plan is None or (plan[2].dtype == plan[3].dtype == plan[1].weight.dtype):
+            return plan
+    plan = None
+    if not (key[1] or key[2]):
+        adapter = _fusable(module)
+        if adapter is not None:
+            plan = (adapter, module.get_base_layer(), module.lora_A[adapter].weight, module.lora_B[adapter].weight,
+                    module.lora_dropout[adapter])
+    module.__dict__["_hk_plan_cache"] = (key, plan)
+    return plan
+
+
 def _hk_forward(self, x, *args, **kwargs):
     """Forward installed on patched/merged peft LoRA layers."""
-    base = self.get_base_layer()
-    if getattr(self, "_hk_merged", False):
-        return base(x, *args, **kwargs)
-    adapter = _fusable(self) if not (args or kwargs or self.disable_adapters or self.merged) else None
-    if adapter is None:
+    if self.__dict__.get("_hk_merged", False):
+        return self.get_base_layer()(x, *args, **kwargs)
+    plan = None if (args or kwargs) else _hk_plan(self)
+    if plan is None:
         return type(self).forward(self, x, *args, **kwargs)
-    A, B = self.lora_A[adapter].weight, self.lora_B[adapter].weight
-    dropout = self.lora_dropout[adapter]
+    adapter, base, A, B, dropout = plan
+    scale = float(self.scaling[adapter])  # read per call: peft's set_scale changes it
     p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) and dropout.training else 0.0
-    scale = float(self.scaling[adapter])
-    strategy = getattr(self, "_hk_strategy", "auto")
+    strategy = self.__dict__.get("_hk_strategy", "auto")
     if isinstance(base, torch.nn.Linear):
-        return lora_linear(x, base.weight, base.bias, A, B, scale, p, strategy)
+        w = base.weight
+        if not (isinstance(x, torch.Tensor) and x.dtype == w.dtype and x.device == w.device and x.dim() >= 1
+                and x.shape[-1] == w.shape[1]):  # the layer itself is consistent (_fusable); x is not checked yet
+            return lora_linear(x, w, base.bias, A, B, scale, p, strategy)  # raises the precise error
+        return _lora_linear(x, w, base.bias, A, B, scale, p, strategy, None)
     return lora_conv2d(x, base.weight, base.bias, A, B, scale, base.stride, base.padding, base.dilation, 1, p, strategy)
 
 
