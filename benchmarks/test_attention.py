@@ -39,7 +39,7 @@ GPU_SHAPES = case.sd2_shapes(512) + case.sd2_shapes(1024)
 def test_attention_gpu(benchmark, impl, shape, backward):
     impls = case.implementations()
     if impl not in impls:
-        pytest.skip(f"{impl} not installed")
+        pytest.skip(f"{impl} unavailable: {case.unavailable().get(impl, 'not installed')}")
     fn = impls[impl]
     benchmark.group = f"attention_{shape.name.replace(' ', '_')}_{'fwd+bwd' if backward else 'fwd'}"
     q, k, v, go = case.make_qkv(shape, requires_grad=backward)

@@ -9,6 +9,13 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Under pytest-xdist (`-n N`) every worker's OpenMP kernels would use every core: give each its
+# share, also for the subprocesses tests start (seen on a 16-core GPU box: -n 15 timed out).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_threads)
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+
 from hypir_kernels.testing import skip_gpu_tests_without_cuda  # noqa: E402
 
 

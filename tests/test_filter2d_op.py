@@ -140,7 +140,8 @@ def test_fused_kernel_simd_fallbacks(env):
         "        ref = _reference(x, w, padding)\n"
         "        torch.testing.assert_close(hk.filter2d(x, w, padding), ref, rtol=1e-12, atol=1e-12)\n"
         "        out32 = hk.filter2d(x.float(), w.float(), padding).double()\n"
-        "        torch.testing.assert_close(out32, ref, rtol=1e-5, atol=1e-5)\n"
+        # fp32 FFT rounding grows with the signal's magnitude (not each element's): scale atol by it
+        "        torch.testing.assert_close(out32, ref, rtol=1e-5, atol=max(1e-5, 5e-7 * float(ref.abs().max())))\n"
         "        for dt, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):\n"
         "            lhs = (hk.filter2d(x.to(dt), w.to(dt), padding).double() * y).sum()\n"
         "            rhs = (x * hk.filter2d_adjoint(y.to(dt), w.to(dt), padding).double()).sum()\n"

@@ -1,13 +1,15 @@
 import subprocess
 import sys
 
+import torch
+
 import hypir_kernels as hk
 
 
 def test_info_reports_versions_build_and_backends():
     data = hk.info()
     assert data["hypir_kernels"] == hk.__version__
-    assert data["torch"].startswith("2.14")
+    assert data["torch"] == torch.__version__  # any supported torch, not only the pinned one
     assert data["extension_cpu"] is True
     row = data["ops"]["blend_tiles"]
     assert row["cpu"] == "cpu"

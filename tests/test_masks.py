@@ -47,8 +47,11 @@ def test_philox_matches_triton():
         tl.store(out + base + 2, c.to(tl.int64) & 0xFFFFFFFF)
         tl.store(out + base + 3, d.to(tl.int64) & 0xFFFFFFFF)
 
-    out = torch.zeros(64, dtype=torch.int64)
+    # a GPU machine runs Triton on CUDA tensors (no interpreter there); CPU ones under it
+    device = "cpu" if interpreter_active() else "cuda"
+    out = torch.zeros(64, dtype=torch.int64, device=device)
     kernel[(1,)](out, 2**40 + 12345, N=16)
+    out = out.cpu()
     n = torch.arange(16)
     ours = ref.philox4x32_10(n, torch.full((16,), 7), torch.full((16,), 3), torch.zeros(16, dtype=torch.int64),
                              12345, 2**40 >> 32)

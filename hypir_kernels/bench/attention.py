@@ -83,13 +83,27 @@ def xformers_attention():
 
 
 def implementations() -> dict:
-    """name -> fn(q, k, v) for the GPU comparison; anchors that are not installed are left out."""
+    """name -> fn(q, k, v) for the GPU comparison; anchors that are not installed, or installed but
+    unable to run here (an xformers wheel built for another torch has no usable CUDA operator), are
+    left out -- see :func:`unavailable`."""
     impls = {"ours": attention, "sdpa_flash": sdpa_with("flash"), "sdpa_efficient": sdpa_with("efficient")}
     try:
-        impls["xformers"] = xformers_attention()
-    except ImportError:
-        pass
+        xf = xformers_attention()
+        if torch.cuda.is_available():  # probe once on a tiny input
+            q = torch.zeros(1, 1, 8, 64, device="cuda", dtype=torch.float16)
+            xf(q, q, q)
+        impls["xformers"] = xf
+    except Exception as e:  # noqa: BLE001 -- any failure means "cannot run here", reported, never fatal
+        _UNAVAILABLE["xformers"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return impls
+
+
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def unavailable() -> dict[str, str]:
+    """Anchors :func:`implementations` left out, with why."""
+    return dict(_UNAVAILABLE)
 
 
 def step(fn, q, k, v, go, backward: bool):
