@@ -14,6 +14,16 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
     return value
 
 
+def check_seed(name: str, seed) -> int:
+    """A Philox key: an int in [0, 2^64) (floats and bools rejected, not truncated). Returns it
+    as the signed 64-bit value with the same bits, the form the library ops' ``int`` arguments
+    carry (keys >= 2^63 would not fit otherwise); the kernels and the references read the bits."""
+    check_int(name, seed, minimum=0)
+    if seed >= 1 << 64:
+        raise ValueError(f"{name}: expected an int in [0, 2^64), got {seed}")
+    return seed - (1 << 64) if seed >= 1 << 63 else seed
+
+
 def check_tensor(
     name: str,
     t,

@@ -15,7 +15,7 @@ import numbers
 import torch
 
 from . import backend
-from ._checks import check_int, check_tensor
+from ._checks import check_int, check_seed, check_tensor
 from .reference import masks as ref
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -104,9 +104,7 @@ def apply_mask(x: torch.Tensor, keep: float, seed: int, *, shared_channels: bool
     Returns ``[B, C, H, W]``, or the pair ``(x * M, x * M')`` when ``further_delta`` is given.
     """
     check_tensor("x", x, dims=4, dtypes=_FLOAT_DTYPES)
-    check_int("seed", seed, minimum=0)
-    if seed >= 1 << 64:
-        raise ValueError(f"seed: expected < 2^64, got {seed}")
+    seed = check_seed("seed", seed)
     threshold, further = _thresholds(keep, further_delta)
     out, out_further = _apply_mask_op(x, seed, _offsets(offsets, x.shape[0]), threshold, further, bool(shared_channels))
     return (out, out_further) if further_delta is not None else out
@@ -119,7 +117,7 @@ def bernoulli_mask(shape, keep: float, seed: int, *, shared_channels: bool = Tru
     a pair ``(M, M')`` when ``further_delta`` is given."""
     if len(shape) != 4:
         raise ValueError(f"shape: expected (B, C, H, W), got {tuple(shape)}")
-    B, C, H, W = (check_int(f"shape[{i}]", int(s), minimum=0) for i, s in enumerate(shape))
+    B, C, H, W = (check_int(f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))  # 8.0 is rejected
     ones = torch.ones((B, 1 if shared_channels else C, H, W), dtype=dtype, device=device)
     return apply_mask(ones, keep, seed, shared_channels=shared_channels, offsets=offsets, further_delta=further_delta)
 
@@ -130,13 +128,13 @@ def box_mask(shape, box_size, seed: int, *, offsets=None, dtype: torch.dtype = t
     correlated with :func:`bernoulli_mask` draws of the same seed."""
     if len(shape) != 4:
         raise ValueError(f"shape: expected (B, C, H, W), got {tuple(shape)}")
-    B, _, H, W = (int(s) for s in shape)
+    B, _, H, W = (check_int(f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
     bh, bw = (box_size, box_size) if isinstance(box_size, int) else tuple(box_size)
     check_int("box_size", bh, minimum=1)
     check_int("box_size", bw, minimum=1)
     if bh > H or bw > W:
         raise ValueError(f"box_size: ({bh}, {bw}) does not fit in a {H}x{W} image")
-    check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     offs = torch.tensor(_offsets(offsets, B), dtype=torch.int64)
     u32 = 0xFFFFFFFF
     c = [torch.full((B,), u32, dtype=torch.int64), torch.full((B,), u32, dtype=torch.int64), offs & u32, (offs >> 32) & u32]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import _extension
-from ._checks import check_int, check_tensor
+from ._checks import check_int, check_seed, check_tensor
 from .masks import _offsets
 from .reference.masks import philox4x32_10
 
@@ -209,7 +209,7 @@ def mri_column_mask(batch: int, width: int, acceleration: int, seed: int, *, cen
     check_int("batch", batch, minimum=0)
     check_int("width", width, minimum=1)
     check_int("acceleration", acceleration, minimum=1)
-    check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     if kind not in ("random", "equispaced"):
         raise ValueError(f"kind: expected 'random' or 'equispaced', got {kind!r}")
     if not 0.0 <= center_fraction <= 1.0:
@@ -241,7 +241,7 @@ def mri_further_mask(mask: torch.Tensor, remove: int, seed: int, *, center_fract
     is a subset of ``mask``."""
     check_tensor("mask", mask, dims=2)
     check_int("remove", remove, minimum=0)
-    check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     B, W = mask.shape
     acs = _acs(W, center_fraction)
     draws = _column_draws(seed, _offsets(offsets, B), W, stream=2)

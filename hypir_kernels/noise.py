@@ -13,7 +13,7 @@ import numbers
 import torch
 
 from . import backend
-from ._checks import check_int, check_tensor
+from ._checks import check_seed, check_tensor
 from .masks import _offsets
 from .reference import noise as ref
 
@@ -71,9 +71,7 @@ def add_noise(x: torch.Tensor, sigma, seed: int, *, offsets=None) -> torch.Tenso
     check_tensor("x", x, dtypes=_DTYPES)
     if x.dim() < 1:
         raise ValueError("x: expected a batch dim [B, ...]")
-    check_int("seed", seed, minimum=0)
-    if seed >= 1 << 64:
-        raise ValueError(f"seed: expected < 2^64, got {seed}")
+    seed = check_seed("seed", seed)
     B = x.shape[0]
     s = _sigmas(sigma, B, x.device)
     offs = _offsets(offsets, B)

@@ -185,3 +185,33 @@ def test_cuda_matches_cpu_bit_for_bit(shared):
     cpu = hk.apply_mask(x, 0.42, 2**35 + 1, shared_channels=shared, further_delta=0.1)
     gpu = hk.apply_mask(x.cuda(), 0.42, 2**35 + 1, shared_channels=shared, further_delta=0.1)
     assert torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, 2**63, 2**64 - 1])
+def test_every_documented_seed_works_and_backends_agree(seed):
+    """Seeds are 64-bit Philox keys, [0, 2^64): keys >= 2^63 travel to the ops as the signed value
+    with the same bits, and the C++ kernel and the reference read the same key."""
+    x = torch.rand(2, 3, 9, 7)
+    ours = hk.apply_mask(x, 0.5, seed)
+    with use_backend("reference"):
+        ref_out = hk.apply_mask(x, 0.5, seed)
+    assert torch.equal(ours, ref_out)
+    assert not torch.equal(ours, hk.apply_mask(x, 0.5, seed ^ 1))
+    assert hk.bernoulli_mask((2, 3, 9, 7), 0.5, seed).shape == (2, 1, 9, 7)
+    assert hk.box_mask((2, 3, 9, 7), 3, seed).shape == (2, 1, 9, 7)
+
+
+@pytest.mark.parametrize("seed", [2**64, -1, 1.0, True, "1"])
+def test_seeds_outside_the_range_are_rejected(seed):
+    x = torch.rand(1, 1, 4, 4)
+    for call in (lambda: hk.apply_mask(x, 0.5, seed), lambda: hk.bernoulli_mask((1, 1, 4, 4), 0.5, seed),
+                 lambda: hk.box_mask((1, 1, 4, 4), 2, seed)):
+        with pytest.raises(ValueError, match="^seed:"):
+            call()
+
+
+def test_float_shapes_are_rejected_not_truncated():
+    with pytest.raises(ValueError, match=r"shape\[2\]"):
+        hk.bernoulli_mask((1, 3, 8.0, 8), 0.5, 1)
+    with pytest.raises(ValueError, match=r"shape\[3\]"):
+        hk.box_mask((1, 3, 8, 8.5), 2, 1)

@@ -179,3 +179,14 @@ def test_matches_sigpy_sense():
     np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(mri.mri_adjoint(torch.from_numpy(y_theirs)[None], maps, cols)[0].numpy(),
                                sense.H * y_theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_column_mask_seeds_cover_64_bits_and_reject_the_rest():
+    a = mri.mri_column_mask(3, 32, 4, 2**63)
+    assert a.shape == (3, 32) and not torch.equal(a, mri.mri_column_mask(3, 32, 4, 0))
+    assert torch.equal(mri.mri_further_mask(a, 2, 2**64 - 1), mri.mri_further_mask(a, 2, 2**64 - 1))
+    for bad in (2**64, 2**64 + 5, -1, 3.0):
+        with pytest.raises(ValueError, match="^seed:"):
+            mri.mri_column_mask(3, 32, 4, bad)
+        with pytest.raises(ValueError, match="^seed:"):
+            mri.mri_further_mask(a, 2, bad)

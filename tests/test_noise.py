@@ -90,3 +90,14 @@ def test_cuda_matches_cpu():
     cpu = hk.add_noise(x, torch.tensor([0.1, 0.2, 0.3, 0.4]), 5)
     gpu = hk.add_noise(x.cuda(), torch.tensor([0.1, 0.2, 0.3, 0.4]).cuda(), 5)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64 - 1])
+def test_high_seeds_work_and_backends_agree(seed):
+    x = torch.zeros(2, 3, 5, 4)
+    ours = hk.add_noise(x, 1.0, seed)
+    with hk.use_backend("reference"):
+        assert torch.allclose(ours, hk.add_noise(x, 1.0, seed), atol=1e-5)
+    for bad in (2**64, -3, 2.0):
+        with pytest.raises(ValueError, match="^seed:"):
+            hk.add_noise(x, 1.0, bad)
