@@ -4,7 +4,11 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <ATen/ops/from_blob.h>
+#include <vector>
+#include <algorithm>
+#include <ATen/ops/empty.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/util/UniqueVoidPtr.h>
 #include "binding.h"
 
 namespace hk {
@@ -69,7 +73,19 @@ at::Tensor empty_cpu_output(at::IntArrayRef sizes, const at::TensorOptions& opti
   void* ptr = take(&size);
   if (ptr == nullptr) ptr = std::aligned_alloc(kAlign, size);
   TORCH_CHECK(ptr != nullptr, "out of memory allocating ", size, " bytes");
-  return at::from_blob(ptr, sizes, [size](void* p) { give_back(p, size); }, options);
+  // A resizable storage (unlike from_blob's): resize_ and out= arguments work as on any torch
+  // output -- a larger size moves to memory from the CPU allocator and hands this buffer back.
+  auto data = c10::InefficientStdFunctionContext::makeDataPtr(
+      ptr, [size](void* p) { give_back(p, size); }, at::Device(at::kCPU));
+  c10::Storage storage(c10::Storage::use_byte_size_t(), nbytes, std::move(data), c10::GetCPUAllocator(),
+                       /*resizable=*/true);
+  std::vector<int64_t> strides(sizes.size());
+  int64_t stride = 1;
+  for (int64_t d = int64_t(sizes.size()) - 1; d >= 0; --d) {
+    strides[d] = stride;
+    stride *= std::max<int64_t>(sizes[d], 1);
+  }
+  return at::empty({0}, options).set_(std::move(storage), 0, sizes, strides);
 }
 
 int64_t cpu_cache_bytes() {

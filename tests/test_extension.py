@@ -103,3 +103,25 @@ def test_cached_outputs_behave_like_tensors():
     out2.add_(1)  # in-place on a cached buffer
     out2[0, 0, 0, 0] = 5.0
     assert out2[0, 0, 0, 0].item() == 5.0
+
+
+def test_cached_outputs_resize_like_torch_outputs():
+    """Outputs from the CPU output cache (>= 1 MiB) behave like torch's: resize_ and out=
+    arguments work, growing moves to fresh memory and hands the cached buffer back."""
+    import warnings
+
+    hk.empty_cpu_cache()
+    x = torch.rand(4, 3, 256, 256)
+    y = hk.gaussian_blur(x, 1.0)
+    assert y.nbytes >= 1 << 20 and y.untyped_storage().resizable()
+    before = y.clone()
+    y.resize_(8, 3, 256, 256)
+    assert torch.equal(y[:4], before) and hk.cpu_cache_bytes() >= before.nbytes
+    z = hk.gaussian_blur(x, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notice for resizing non-empty out=
+        torch.add(x[:2], 1, out=z)
+    assert z.shape == (2, 3, 256, 256) and torch.equal(z, x[:2] + 1)
+    z.resize_(0)
+    torch.mul(x, 2, out=z)
+    assert torch.equal(z, x * 2)
