@@ -143,3 +143,18 @@ def _expected_entries(unet: torch.nn.Module, spec: LoraSpec, with_texture: bool)
         if with_texture:
             attach_texture_embedding(skeleton)
     return {k: tuple(v.shape) for k, v in skeleton.state_dict().items() if "lora" in k or k.startswith(TEXTURE_PREFIX)}
+
+
+def merge_and_unload(unet: torch.nn.Module) -> list[str]:
+    """For inference: merge the LoRA into the base weights (:func:`hypir_kernels.lora.merge`, fp32
+    accumulation, one rounding) and put each base layer back in place of its LoRA wrapper, so the
+    UNet runs as a plain diffusers UNet -- no adapter weights in memory, no wrapper per call.
+    Returns the merged layer names."""
+    from hypir_kernels.lora import merge
+
+    names = merge(unet)
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = unet.get_submodule(parent_name) if parent_name else unet
+        setattr(parent, child, getattr(parent, child).get_base_layer())
+    return names

@@ -78,8 +78,9 @@ class Restorer:
         dtype: "auto" (bf16 on CUDA, fp32 on the CPU), "fp32", "bf16", "fp16" or a torch dtype.
         model_t: the timestep the UNet is called at (released: 200).
         coeff_t: the timestep whose ``abar`` turns the prediction into ``x0`` (released: 200).
-        merge: merge the LoRA into the base weights (:func:`hypir_kernels.lora.merge`, exact up to
-            one rounding to ``dtype``); False keeps the adapters (to switch them).
+        merge: merge the LoRA into the base weights (:func:`hypir.models.lora.merge_and_unload`:
+            exact up to one rounding to ``dtype``; the adapters are then gone); False keeps the
+            adapters (to switch them).
         attention: "default" (diffusers' SDPA processor) or "hypir"
             (:func:`hypir_kernels.diffusers.use_attention`). The default is the faster one on the
             H100 measurement (../shared/gpu-runs: merged UNet 53 ms vs 63 ms with ours).
@@ -107,9 +108,7 @@ class Restorer:
         self.model_t, self.coeff_t, self.posterior, self.prediction = model_t, coeff_t, posterior, prediction
         self.merged = False
         if merge and _has_lora(components.unet):
-            from hypir_kernels.lora import merge as merge_lora
-
-            merge_lora(components.unet)  # in the weights' current (load) precision, before any cast
+            hypir_lora.merge_and_unload(components.unet)  # in the load precision, before any cast
             self.merged = True
         for m in (components.vae, components.unet, components.text_encoder):
             m.to(self.device, self.dtype).eval().requires_grad_(False)

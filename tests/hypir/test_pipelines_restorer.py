@@ -68,6 +68,8 @@ def test_merged_equals_unmerged(model_dir, checkpoint):
     merged = Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu")
     unmerged = Restorer.from_pretrained(model_dir, checkpoint["pth"], device="cpu", merge=False)
     assert merged.merged and not unmerged.merged
+    assert not any("lora" in n for n, _ in merged.components.unet.named_parameters())  # adapters unloaded
+    assert any("lora" in n for n, _ in unmerged.components.unet.named_parameters())
     a, b = merged(x, upscale=2), unmerged(x, upscale=2)
     assert (a - b).abs().max() < 2e-4
     plain = Restorer.from_pretrained(model_dir, None, device="cpu")  # no LoRA: the LoRA matters
