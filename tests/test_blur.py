@@ -196,3 +196,20 @@ def test_zero_size_images_return_empty_on_every_path(no_avx2):
         env["HYPIR_KERNELS_NO_AVX2"] = "1"
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), f"rc {res.returncode}: {res.stdout}{res.stderr}"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_zeros_padding_keeps_non_finite_values_local_on_every_backend(value):
+    """A non-finite pixel spreads only as far as the kernel reaches; zero padding never reads it
+    (the reference once multiplied the padded taps' gathered pixel by 0: inf * 0 = nan)."""
+    x = torch.zeros(1, 1, 12, 12, dtype=torch.float64)
+    x[0, 0, 0, 0] = value
+    outs = {}
+    for name in ("cpu", "reference"):
+        with hk.use_backend(name):
+            outs[name] = (hk.gaussian_blur(x, 1.0, 3, "zeros"), hk.gaussian_blur_adjoint(x, 1.0, 3, "zeros"))
+    for out, adj in outs.values():
+        for t in (out, adj):
+            bad = ~torch.isfinite(t[0, 0])
+            assert bad[:2, :2].all() and not bad[2:, :].any() and not bad[:, 2:].any()
+    assert torch.equal(torch.isnan(outs["cpu"][0]), torch.isnan(outs["reference"][0]))

@@ -29,7 +29,8 @@ def correlate_last_axis(x: torch.Tensor, w: torch.Tensor, mode: int) -> torch.Te
     n, k = x.shape[-1], w.shape[-1]
     q = torch.arange(n)[:, None] + torch.arange(k)[None, :] - k // 2
     idx = pad_index(q, n, mode).to(x.device)
-    gathered = x[..., idx.clamp(min=0)] * (idx >= 0)  # [B, C, H, n, k]
+    # where, not "* (idx >= 0)": a zero-padded tap must contribute 0 even next to an Inf/NaN pixel
+    gathered = torch.where(idx >= 0, x[..., idx.clamp(min=0)], 0)  # [B, C, H, n, k]
     return (gathered * w[:, None, None, None, :].to(x.dtype)).sum(-1)
 
 
@@ -38,7 +39,7 @@ def correlate_last_axis_adjoint(y: torch.Tensor, w: torch.Tensor, mode: int) -> 
     n, k = y.shape[-1], w.shape[-1]
     q = torch.arange(n)[:, None] + torch.arange(k)[None, :] - k // 2
     idx = pad_index(q, n, mode).to(y.device)
-    contrib = y[..., :, None] * w[:, None, None, None, :].to(y.dtype) * (idx >= 0)  # [B, C, H, n, k]
+    contrib = torch.where(idx >= 0, y[..., :, None] * w[:, None, None, None, :].to(y.dtype), 0)  # [B, C, H, n, k]
     out = torch.zeros_like(y)
     return out.index_add_(-1, idx.clamp(min=0).flatten(), contrib.flatten(-2))
 
