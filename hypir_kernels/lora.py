@@ -402,12 +402,14 @@ _lora_linear_weight.register_autograd(_weight_backward, setup_context=_weight_se
 # Conv2d
 
 
-def _pair(v, name: str) -> list[int]:
+def _pair(v, name: str, minimum: int) -> list[int]:
     if isinstance(v, int) and not isinstance(v, bool):
-        return [v, v]
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
-        return list(v)
-    raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+        v = [v, v]
+    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in v)):
+        raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+    if min(v) < minimum:
+        raise ValueError(f"{name}: expected values >= {minimum}, got {tuple(v)}")
+    return list(v)
 
 
 def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_A: torch.Tensor,
@@ -425,7 +427,7 @@ def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """
     _check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, strategy, dims_w=4)
     check_tensor("x", x, dims=4)
-    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    stride, padding, dilation = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
     if groups != 1:
         raise ValueError(f"groups: only groups=1 is supported, got {groups!r}")
     if x.shape[1] != weight.shape[1]:

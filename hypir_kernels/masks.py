@@ -129,7 +129,12 @@ def box_mask(shape, box_size, seed: int, *, offsets=None, dtype: torch.dtype = t
     if len(shape) != 4:
         raise ValueError(f"shape: expected (B, C, H, W), got {tuple(shape)}")
     B, _, H, W = (check_int(f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
-    bh, bw = (box_size, box_size) if isinstance(box_size, int) else tuple(box_size)
+    if isinstance(box_size, int) and not isinstance(box_size, bool):
+        bh = bw = box_size
+    elif isinstance(box_size, (tuple, list)) and len(box_size) == 2:
+        bh, bw = box_size
+    else:
+        raise ValueError(f"box_size: expected an int or an (h, w) pair of ints, got {box_size!r}")
     check_int("box_size", bh, minimum=1)
     check_int("box_size", bw, minimum=1)
     if bh > H or bw > W:

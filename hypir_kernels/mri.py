@@ -13,7 +13,8 @@ Speed levers (FFTs through ``torch.fft``: pocketfft on the CPU, cuFFT on the GPU
   are never touched beyond zero-filling the output.
 
 Shapes: ``x`` complex ``[B, H, W]`` or its real view ``[B, 2, H, W]``; ``maps`` complex
-``[B, Nc, H, W]``; ``mask`` real/bool ``[B, H, W]`` or a column mask ``[B, W]``; ``y`` complex
+``[B, Nc, H, W]``; ``mask`` real/bool ``[B, H, W]`` or a column mask ``[B, W]`` (a 2-D mask is
+always read as columns: a full mask keeps its batch dim even for B = 1); ``y`` complex
 ``[B, Nc, H, W]`` (real view ``[B, 2, Nc, H, W]`` when ``x`` was given as a real view). Odd H or
 W fall back to explicit shifts. All ops are differentiable (their backward is the adjoint).
 """
@@ -49,6 +50,8 @@ def _check(maps: torch.Tensor, mask: torch.Tensor, batch: int, h: int, w: int, d
         raise ValueError(f"maps: expected [B={batch}, Nc, {h}, {w}], got {tuple(maps.shape)}")
     if maps.dtype != dtype:
         raise ValueError(f"maps: expected the complex dtype of x ({dtype}), got {maps.dtype}")
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask: expected a torch.Tensor [B, H, W] or [B, W], got {type(mask).__name__}")
     if mask.device != maps.device:
         raise ValueError(f"mask: expected the device of maps ({maps.device}), got {mask.device}")
     check_tensor("mask", mask)

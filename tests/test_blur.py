@@ -213,3 +213,14 @@ def test_zeros_padding_keeps_non_finite_values_local_on_every_backend(value):
             bad = ~torch.isfinite(t[0, 0])
             assert bad[:2, :2].all() and not bad[2:, :].any() and not bad[:, 2:].any()
     assert torch.equal(torch.isnan(outs["cpu"][0]), torch.isnan(outs["reference"][0]))
+
+
+def test_kernel_length_is_bounded():
+    """A huge sigma is a clear error, not minutes and gigabytes of taps."""
+    x = torch.rand(1, 1, 8, 8)
+    for sigma in (2e7, 1e300, torch.tensor([1.0e6])):
+        with pytest.raises(ValueError, match="^sigma: .* longer than"):
+            hk.gaussian_blur(x, sigma)
+    with pytest.raises(ValueError, match="^kernel_size: expected at most"):
+        hk.gaussian_blur(x, 1.0, kernel_size=2**17 + 1)
+    assert hk.gaussian_blur(x, 10000.0).shape == x.shape  # within the limit it still works

@@ -393,3 +393,11 @@ def test_activation_backward_op_checks_saved_tensors_and_backend():
         op(dy, x, h, w, A, B, 1.0, 0.0, 0, "nope")
     dx, dA, dB = op(dy, x, h, w, A, B, 1.0, 0.0, 0, "reference")
     assert dx.shape == x.shape and dA.shape == A.shape and dB.shape == B.shape
+
+
+@pytest.mark.parametrize("kwargs, name", [({"stride": 0}, "stride"), ({"dilation": (1, 0)}, "dilation"),
+                                          ({"padding": -1}, "padding"), ({"stride": (1,)}, "stride")])
+def test_conv_geometry_is_checked(kwargs, name):
+    x, w, A, B = torch.rand(1, 2, 5, 5), torch.rand(3, 2, 3, 3), torch.rand(4, 2, 3, 3), torch.rand(3, 4, 1, 1)
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        hk.lora_conv2d(x, w, None, A, B, 1.0, **kwargs)

@@ -215,3 +215,9 @@ def test_float_shapes_are_rejected_not_truncated():
         hk.bernoulli_mask((1, 3, 8.0, 8), 0.5, 1)
     with pytest.raises(ValueError, match=r"shape\[3\]"):
         hk.box_mask((1, 3, 8, 8.5), 2, 1)
+
+
+@pytest.mark.parametrize("box_size", [(2,), (2, 2, 2), 2.0, "ab", True, (2, 0), (2, 9)])
+def test_box_size_forms_are_checked(box_size):
+    with pytest.raises(ValueError, match="^box_size:"):
+        hk.box_mask((1, 3, 8, 8), box_size, 1)

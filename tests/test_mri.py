@@ -190,3 +190,12 @@ def test_column_mask_seeds_cover_64_bits_and_reject_the_rest():
             mri.mri_column_mask(3, 32, 4, bad)
         with pytest.raises(ValueError, match="^seed:"):
             mri.mri_further_mask(a, 2, bad)
+
+
+def test_numpy_mask_is_named_as_the_wrong_type():
+    import numpy as np
+
+    x = torch.rand(1, 8, 8, dtype=torch.complex64)
+    maps = torch.rand(1, 2, 8, 8, dtype=torch.complex64)
+    with pytest.raises(ValueError, match="^mask: expected a torch.Tensor"):
+        mri.mri_forward(x, maps, np.ones((1, 8)))
