@@ -100,6 +100,8 @@ def mri_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
     xc, real_view = _as_complex(x, "x")
     B, H, W = xc.shape
     _check(maps, mask, B, H, W, xc.dtype, xc.device)
+    if B * maps.shape[1] * H * W == 0:  # nothing to transform (the FFT libraries reject empty extents)
+        return _to_output(maps * xc[:, None], real_view)  # empty, of the right shape, in the graph
     m = mask.to(xc.real.dtype)
     if H % 2 or W % 2:
         y = _fft2c_full(maps * xc[:, None], inverse=False)
@@ -145,6 +147,9 @@ def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
     _check(maps, mask, B, H, W, cdtype, y.device)
     if maps.shape[1] != Nc:
         raise ValueError(f"maps: expected Nc={Nc} coils as in y, got {maps.shape[1]}")
+    if B * Nc * H * W == 0:  # nothing to transform: A^H y is empty, or zero with no coils
+        x = (maps.conj() * (torch.complex(y[:, 0], y[:, 1]) if real_view else y)).sum(1)
+        return torch.stack([x.real, x.imag], dim=1) if real_view else x
     m = mask.to(maps.real.dtype)
     column_path = mask.dim() == 2 and H % 2 == 0 and W % 2 == 0
     # The column path reads only the kept columns of a real view; the others need it complex.

@@ -221,3 +221,11 @@ def test_float_shapes_are_rejected_not_truncated():
 def test_box_size_forms_are_checked(box_size):
     with pytest.raises(ValueError, match="^box_size:"):
         hk.box_mask((1, 3, 8, 8), box_size, 1)
+
+
+def test_empty_batch_on_every_backend():
+    x = torch.rand(0, 3, 8, 8)
+    for name in runnable_backends("apply_mask", "cpu"):
+        with use_backend(name):
+            assert hk.apply_mask(x, 0.5, 1).shape == (0, 3, 8, 8)
+            assert hk.add_noise(x, 0.5, 1).shape == (0, 3, 8, 8)

@@ -199,3 +199,17 @@ def test_numpy_mask_is_named_as_the_wrong_type():
     maps = torch.rand(1, 2, 8, 8, dtype=torch.complex64)
     with pytest.raises(ValueError, match="^mask: expected a torch.Tensor"):
         mri.mri_forward(x, maps, np.ones((1, 8)))
+
+
+@pytest.mark.parametrize("B, Nc, H, W", [(0, 2, 8, 8), (2, 0, 8, 8), (1, 2, 0, 8), (1, 2, 7, 0)])
+def test_empty_extents_give_empty_or_zero_results(B, Nc, H, W):
+    x = torch.rand(B, H, W, dtype=torch.complex64, requires_grad=True)
+    maps = torch.rand(B, Nc, H, W, dtype=torch.complex64)
+    mask = torch.ones(B, W)
+    y = mri.mri_forward(x, maps, mask)
+    assert y.shape == (B, Nc, H, W)
+    xa = mri.mri_adjoint(y, maps, mask)
+    assert xa.shape == (B, H, W) and not xa.abs().any()
+    assert mri.mri_normal(x, maps, mask).shape == (B, H, W)
+    xr = torch.view_as_real(x.detach()).permute(0, 3, 1, 2).contiguous()  # the real view [B, 2, H, W]
+    assert mri.mri_adjoint(mri.mri_forward(xr, maps, mask), maps, mask).shape == (B, 2, H, W)

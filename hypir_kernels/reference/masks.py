@@ -42,7 +42,7 @@ def draws(seed: int, offsets: torch.Tensor, n: int) -> torch.Tensor:
     c2 = (offsets & _U32)[:, None].expand_as(c0)
     c3 = ((offsets >> 32) & _U32)[:, None].expand_as(c0)
     out = philox4x32_10(c0, c1, c2, c3, seed & _U32, (seed >> 32) & _U32)
-    return torch.stack(out, dim=-1).reshape(offsets.shape[0], -1)[:, :n]
+    return torch.stack(out, dim=-1).reshape(offsets.shape[0], 4 * groups.shape[0])[:, :n]  # explicit: B may be 0
 
 
 def keep_masks(shape, seed: int, offsets: torch.Tensor, threshold: int, further_threshold: int, shared: bool):

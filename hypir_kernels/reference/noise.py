@@ -27,7 +27,7 @@ def normals(seed: int, offsets: torch.Tensor, n: int) -> torch.Tensor:
         radius = torch.sqrt(-2.0 * torch.log(u1))
         angle = torch.tensor(2 * math.pi, dtype=torch.float32) * u2
         out += [radius * torch.cos(angle), radius * torch.sin(angle)]
-    return torch.stack(out, dim=-1).reshape(offsets.shape[0], -1)[:, :n]
+    return torch.stack(out, dim=-1).reshape(offsets.shape[0], 4 * groups.shape[0])[:, :n]  # explicit: B may be 0
 
 
 def add_noise(x: torch.Tensor, seed: int, offsets: list[int], sigma: torch.Tensor) -> torch.Tensor:
