@@ -225,7 +225,7 @@ def test_box_size_forms_are_checked(box_size):
 
 def test_empty_batch_on_every_backend():
     x = torch.rand(0, 3, 8, 8)
-    for name in runnable_backends("apply_mask", "cpu"):
+    for name in runnable_backends("apply_mask", "cpu") + ["reference"]:
         with use_backend(name):
             assert hk.apply_mask(x, 0.5, 1).shape == (0, 3, 8, 8)
             assert hk.add_noise(x, 0.5, 1).shape == (0, 3, 8, 8)
