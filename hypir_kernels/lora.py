@@ -436,20 +436,27 @@ def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         raise ValueError(f"lora_A: expected shape [r, {', '.join(map(str, weight.shape[1:]))}], got {tuple(lora_A.shape)}")
     if tuple(lora_B.shape[2:]) != (1, 1):
         raise ValueError(f"lora_B: expected a 1x1 kernel [out, r, 1, 1], got {tuple(lora_B.shape)}")
+    return _lora_conv2d(x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation, float(dropout_p),
+                        strategy, seed)
+
+
+def _lora_conv2d(x, weight, bias, lora_A, lora_B, scale: float, stride: list[int], padding: list[int],
+                 dilation: list[int], dropout_p: float, strategy: str, seed):
+    """:func:`lora_conv2d` after its checks (geometry as lists of two ints)."""
     if strategy == "auto":
         out_h = (x.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
         out_w = (x.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
         strategy = choose_strategy(x.shape[0] * max(out_h, 0) * max(out_w, 0), weight.shape[1], weight.shape[0],
                                    lora_A.shape[0], weight.shape[2] * weight.shape[3], x.element_size(),
                                    x.device.type, _training(x, lora_A, lora_B), dropout_p)
-    args = (x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation)
+    args = (x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation)
     if torch.compiler.is_compiling():  # the library ops: traceable, with fake implementations
         if strategy == "weight":
             return torch.ops.hypir_kernels.lora_conv2d_weight(*args)
-        return torch.ops.hypir_kernels.lora_conv2d_activation(*args, float(dropout_p), _seed(dropout_p, seed))[0]
+        return torch.ops.hypir_kernels.lora_conv2d_activation(*args, dropout_p, _seed(dropout_p, seed))[0]
     if strategy == "weight":  # eager: the same code through autograd.Function (see _ActivationLinear)
         return _WeightConv2d.apply(*args)
-    return _ActivationConv2d.apply(*args, float(dropout_p), _seed(dropout_p, seed))
+    return _ActivationConv2d.apply(*args, dropout_p, _seed(dropout_p, seed))
 
 
 def _conv_input_grad(dy, x, w, stride, padding, dilation):
@@ -492,7 +499,7 @@ def _conv_act_backward(ctx, dy, _dh):
     n, r = h.shape[0], h.shape[1]
     dy3 = dy.reshape(n, dy.shape[1], -1)
     g = _scaled(torch.matmul(B.reshape(1, -1, r).transpose(1, 2), dy3), scale)  # [Bt, r, H'W']
-    dB = _scaled(torch.tensordot(dy3, h.reshape(n, r, -1), dims=([0, 2], [0, 2])), scale).reshape(B.shape)
+    dB = _scaled(torch.matmul(dy3, h.reshape(n, r, -1).transpose(1, 2)).sum(0), scale).reshape(B.shape)
     xd = _dropped(x, p, seed)
     gi = g.reshape(h.shape)
     dxa, dA, _ = torch.ops.aten.convolution_backward(gi, xd, A, None, stride, padding, dilation, False, [0, 0], 1, [True, True, False])
@@ -642,7 +649,12 @@ def _hk_forward(self, x, *args, **kwargs):
                 and x.shape[-1] == w.shape[1]):  # the layer itself is consistent (_fusable); x is not checked yet
             return lora_linear(x, w, base.bias, A, B, scale, p, strategy)  # raises the precise error
         return _lora_linear(x, w, base.bias, A, B, scale, p, strategy, None)
-    return lora_conv2d(x, base.weight, base.bias, A, B, scale, base.stride, base.padding, base.dilation, 1, p, strategy)
+    w = base.weight
+    if not (isinstance(x, torch.Tensor) and x.dtype == w.dtype and x.device == w.device and x.dim() == 4
+            and x.shape[1] == w.shape[1]):
+        return lora_conv2d(x, w, base.bias, A, B, scale, base.stride, base.padding, base.dilation, 1, p, strategy)
+    return _lora_conv2d(x, w, base.bias, A, B, scale, list(base.stride), list(base.padding), list(base.dilation), p,
+                        strategy, None)  # the layer's geometry was checked by _fusable
 
 
 def _install(module) -> None:
