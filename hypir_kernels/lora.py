@@ -203,7 +203,7 @@ def _lora_linear(x, weight, bias, lora_A, lora_B, scale: float, dropout_p: float
 # Eager paths. ``torch.library.custom_op`` with ``register_autograd`` costs ~100-150 us of host
 # time per call (Python dispatch, schema handling, the autograd wrapper), more than a small
 # layer's whole work on a GPU; eager calls run the same implementations through a plain
-# ``autograd.Function`` (measured on the CPU with tiny shapes: see benchmarks/test_lora.py).
+# ``autograd.Function`` (measured on the CPU with tiny shapes: benchmarks/test_lora_host.py).
 
 
 class _ActivationLinear(torch.autograd.Function):
