@@ -15,6 +15,10 @@ folding again past the far edge on tiny images) has an exact folded adjoint. Pat
   ``filter2D`` formulation), from it on ``irfft2(rfft2(x_pad) * conj(rfft2(kernel)))`` cropped to
   the valid region.
 
+Non-finite input: on the CPU an Inf/NaN in ``x`` stays within the kernel's reach (such inputs
+take the direct path; not under torch.compile); on other devices the FFT path (kernels from
+``FFT_MIN_KERNEL``) spreads it over its whole (sample, channel) plane.
+
 Accumulation in fp32 (fp64 for fp64). Differentiable in ``x`` and ``kernels``;
 :func:`filter2d_adjoint` is the exact adjoint in ``x``.
 """
@@ -60,8 +64,8 @@ def _pad(x: torch.Tensor, r: int, padding: str) -> torch.Tensor:
     iy = pad_index(torch.arange(-r, H + r), H, mode).to(x.device)
     ix = pad_index(torch.arange(-r, W + r), W, mode).to(x.device)
     out = x.index_select(-2, iy.clamp(min=0)).index_select(-1, ix.clamp(min=0))
-    if padding == "zeros":
-        out = out * ((iy >= 0)[:, None] & (ix >= 0)[None, :]).to(out.dtype)
+    if padding == "zeros":  # where, not a product: Inf/NaN pixels must not leak into padded zeros
+        out = torch.where((iy >= 0)[:, None] & (ix >= 0)[None, :], out, 0)
     return out
 
 
@@ -116,8 +120,21 @@ _filter2d_cpu.register_autograd(
 
 def _cpu_path(x: torch.Tensor, kernels: torch.Tensor) -> bool:
     """The fused CPU kernel: CPU tensors, unless the kernels want a gradient (the 2-D FFT path's
-    autograd gives that)."""
-    return x.device.type == "cpu" and not (torch.is_grad_enabled() and kernels.requires_grad)
+    autograd gives that) or ``x`` holds Inf/NaN (see :func:`_transform_ok`)."""
+    return x.device.type == "cpu" and not (torch.is_grad_enabled() and kernels.requires_grad) and _transform_ok(x)
+
+
+def _transform_ok(x: torch.Tensor) -> bool:
+    """False for CPU inputs holding Inf/NaN: a transform spreads one non-finite value over its whole
+    plane, the direct path keeps it within the kernel's reach (one cheap pass to check). Not
+    checked on other devices, where reading the answer would synchronise every call, nor under
+    torch.compile (a data-dependent branch would break the graph)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return True
+    # the sum is non-finite iff an element is (or, harmlessly, if finite values overflow it);
+    # one reduction pass: 0.65 ms on [32, 3, 256, 256] against 14 ms for isfinite(x).all()
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return bool(torch.isfinite(x.sum(dtype=acc)))
 
 
 def filter2d(x: torch.Tensor, kernels: torch.Tensor, padding: str = "reflect") -> torch.Tensor:
@@ -135,12 +152,18 @@ def filter2d(x: torch.Tensor, kernels: torch.Tensor, padding: str = "reflect") -
         return x.clone()
     if _cpu_path(x, kernels):
         return _filter2d_cpu(x, kernels, PADDINGS.index(padding), False)
+    return _filter2d_torch(x, kernels, padding, direct=not _transform_ok(x))
+
+
+def _filter2d_torch(x: torch.Tensor, kernels: torch.Tensor, padding: str, direct: bool) -> torch.Tensor:
+    """The torch formulation (autograd gives its adjoint): grouped conv2d below ``FFT_MIN_KERNEL``
+    or when ``direct``, else the padded 2-D FFT product."""
     B, C, H, W = x.shape
     k = kernels.shape[-1]
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     xp = _pad(x.to(acc), k // 2, padding)
     w = kernels.to(acc)
-    if k < FFT_MIN_KERNEL:
+    if k < FFT_MIN_KERNEL or direct:
         weight = w[:, None].expand(B, C, k, k).reshape(B * C, 1, k, k)
         y = F.conv2d(xp.reshape(1, B * C, *xp.shape[-2:]), weight, groups=B * C).reshape(B, C, H, W)
     else:
@@ -159,7 +182,7 @@ def filter2d_adjoint(y: torch.Tensor, kernels: torch.Tensor, padding: str = "ref
     if _cpu_path(y, kernels):
         return _filter2d_cpu(y, kernels, PADDINGS.index(padding), True)
     x0 = torch.zeros_like(y, requires_grad=True)
-    with torch.enable_grad():
-        out = filter2d(x0, kernels, padding)
+    with torch.enable_grad():  # the VJP of the torch formulation; direct when y holds Inf/NaN
+        out = _filter2d_torch(x0, kernels, padding, direct=not _transform_ok(y))
         (grad,) = torch.autograd.grad(out, x0, y, create_graph=torch.is_grad_enabled() and (y.requires_grad or kernels.requires_grad))
     return grad

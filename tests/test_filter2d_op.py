@@ -196,3 +196,26 @@ def test_16bit(path, dtype):
 def test_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
         hk.filter2d(*args)
+
+
+@pytest.mark.parametrize("k", [3, 21])
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_non_finite_input_stays_local_on_the_cpu(k, padding):
+    """A NaN pixel changes only the outputs within the kernel's reach (the fused kernel's
+    transform would spread it over the plane; such inputs take the direct path)."""
+    x = torch.rand(2, 2, 40, 40)
+    x[0, 1, 5, 6] = float("nan")
+    kernels = torch.rand(2, k, k)
+    y = hk.filter2d(x, kernels, padding)
+    bad = torch.isnan(y)
+    r = k // 2
+    assert bad[0, 1, 5, 6] and bad.sum() <= (2 * r + 1) ** 2 * (4 if padding == "reflect" else 1)
+    assert not bad[1].any() and not bad[0, 0].any()
+    assert not bad[0, 1, 5 + r + 1 :, :].any()
+    clean = x.clone()
+    clean[0, 1, 5, 6] = 0.0
+    far = torch.ones_like(bad)
+    far[0, 1, : 5 + r + 1, : 6 + r + 1] = False
+    assert torch.allclose(y[far], hk.filter2d(clean, kernels, padding)[far], atol=1e-5)
+    adj = torch.isnan(hk.filter2d_adjoint(x, kernels, padding))
+    assert adj[0, 1, 5, 6] and adj.sum() <= (2 * r + 1) ** 2 * 4 and not adj[1].any()
