@@ -371,6 +371,7 @@ def _effective_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, sc
 def _lora_linear_weight(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_A: torch.Tensor,
                         lora_B: torch.Tensor, scale: float) -> torch.Tensor:
     """Weight strategy on 2-D ``x [N, in]``: ``x W_eff^T + b``."""
+    _check_linear_2d(x, weight, bias, lora_A, lora_B, scale, 0.0)
     return F.linear(x, _effective_weight(weight, lora_A, lora_B, scale), bias)
 
 
@@ -425,19 +426,27 @@ def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     Returns ``[Bt, out, H', W']``.
     """
+    if groups != 1:
+        raise ValueError(f"groups: only groups=1 is supported, got {groups!r}")
+    stride, padding, dilation = _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation,
+                                            dropout_p, strategy)
+    return _lora_conv2d(x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation, float(dropout_p),
+                        strategy, seed)
+
+
+def _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p, strategy="auto"):
+    """The checks of :func:`lora_conv2d`, also run by its library ops (public as
+    torch.ops.hypir_kernels.*); returns the geometry as lists of two ints."""
     _check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, strategy, dims_w=4)
     check_tensor("x", x, dims=4)
     stride, padding, dilation = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
-    if groups != 1:
-        raise ValueError(f"groups: only groups=1 is supported, got {groups!r}")
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"x: channels (dim 1) {x.shape[1]} do not match weight's in channels {weight.shape[1]}")
     if tuple(lora_A.shape[1:]) != tuple(weight.shape[1:]):
         raise ValueError(f"lora_A: expected shape [r, {', '.join(map(str, weight.shape[1:]))}], got {tuple(lora_A.shape)}")
     if tuple(lora_B.shape[2:]) != (1, 1):
         raise ValueError(f"lora_B: expected a 1x1 kernel [out, r, 1, 1], got {tuple(lora_B.shape)}")
-    return _lora_conv2d(x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation, float(dropout_p),
-                        strategy, seed)
+    return stride, padding, dilation
 
 
 def _lora_conv2d(x, weight, bias, lora_A, lora_B, scale: float, stride: list[int], padding: list[int],
@@ -468,6 +477,7 @@ def _lora_conv2d_activation(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
                             lora_B: torch.Tensor, scale: float, stride: list[int], padding: list[int], dilation: list[int],
                             dropout_p: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Activation strategy: (y, h = conv2d(dropout(x), A) saved for backward)."""
+    _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p)
     return _conv_act_forward(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p, seed)
 
 
@@ -520,6 +530,7 @@ _lora_conv2d_activation.register_autograd(_conv_act_backward, setup_context=_con
 def _lora_conv2d_weight(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_A: torch.Tensor,
                         lora_B: torch.Tensor, scale: float, stride: list[int], padding: list[int], dilation: list[int]) -> torch.Tensor:
     """Weight strategy: ``conv2d(x, W_eff, b)``."""
+    _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, 0.0)
     return F.conv2d(x, _effective_weight(weight, lora_A, lora_B, scale), bias, stride, padding, dilation)
 
 

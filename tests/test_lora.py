@@ -401,3 +401,20 @@ def test_conv_geometry_is_checked(kwargs, name):
     x, w, A, B = torch.rand(1, 2, 5, 5), torch.rand(3, 2, 3, 3), torch.rand(4, 2, 3, 3), torch.rand(3, 4, 1, 1)
     with pytest.raises(ValueError, match=f"^{name}:"):
         hk.lora_conv2d(x, w, None, A, B, 1.0, **kwargs)
+
+
+def test_weight_and_conv_ops_check_their_own_arguments():
+    """Every LoRA library op is public: inconsistent shapes or geometry raise ValueError naming the
+    argument (they reached F.linear / F.conv2d with a RuntimeError before)."""
+    ops = torch.ops.hypir_kernels
+    with pytest.raises(ValueError, match="^x:"):
+        ops.lora_linear_weight(torch.rand(4, 3), torch.rand(5, 4), None, torch.rand(2, 4), torch.rand(5, 2), 1.0)
+    x, w, A, B = torch.rand(1, 2, 5, 5), torch.rand(4, 2, 3, 3), torch.rand(2, 2, 3, 3), torch.rand(4, 2, 1, 1)
+    g = ([1, 1], [1, 1], [1, 1])
+    with pytest.raises(ValueError, match="^x:"):
+        ops.lora_conv2d_activation(torch.rand(1, 3, 5, 5), w, None, A, B, 1.0, *g, 0.0, 0)
+    with pytest.raises(ValueError, match="^lora_B:"):
+        ops.lora_conv2d_weight(x, w, None, A, torch.rand(4, 3, 1, 1), 1.0, *g)
+    with pytest.raises(ValueError, match="^stride:"):
+        ops.lora_conv2d_weight(x, w, None, A, B, 1.0, [0, 1], [1, 1], [1, 1])
+    assert ops.lora_conv2d_weight(x, w, None, A, B, 1.0, *g).shape == (1, 4, 5, 5)

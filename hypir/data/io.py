@@ -68,6 +68,9 @@ def write_image(path: str | os.PathLike, rgb: torch.Tensor, meta: ImageMeta | No
     BT.601 luma, alpha resized to the output size, 16-bit grayscale as 16-bit). Atomic."""
     from PIL import Image
 
+    if not isinstance(rgb, torch.Tensor) or rgb.dim() != 3 or rgb.shape[0] != 3 or rgb.numel() == 0:
+        shape = tuple(rgb.shape) if isinstance(rgb, torch.Tensor) else type(rgb).__name__
+        raise ValueError(f"rgb: expected a non-empty [3, H, W] tensor, got {shape}")
     meta = meta or ImageMeta()
     path = Path(path)
     rgb = rgb.detach().float().cpu().clamp(0, 1)

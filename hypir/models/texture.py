@@ -38,6 +38,8 @@ def texture_richness(image: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"image: expected [B, 1 or 3, H, W], got {shape}")
     if not image.is_floating_point():
         raise ValueError(f"image: expected a floating-point tensor in [0, 1], got {image.dtype}")
+    if image.shape[-2] == 0 or image.shape[-1] == 0:
+        raise ValueError(f"image: empty image {tuple(image.shape)} has no texture to measure")
     x = image.float()
     if x.shape[1] == 3:
         x = sum(w * x[:, i : i + 1] for i, w in enumerate(_LUMA))
@@ -58,6 +60,9 @@ class TextureEmbedding(torch.nn.Module):
         torch.nn.init.zeros_(self.linear_2.bias)
 
     def forward(self, richness: torch.Tensor) -> torch.Tensor:
+        if not isinstance(richness, torch.Tensor) or richness.dim() != 1:
+            shape = tuple(richness.shape) if isinstance(richness, torch.Tensor) else type(richness).__name__
+            raise ValueError(f"richness: expected a [B] tensor, got {shape}")
         # log1p spreads the useful range (tens to thousands) over a few units; x100 so that the
         # sinusoids' highest frequencies resolve differences of ~1 % in richness.
         r = torch.log1p(richness.float().clamp_min(0)) * 100.0

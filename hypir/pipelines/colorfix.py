@@ -30,6 +30,10 @@ def wavelet_decompose(x: torch.Tensor, levels: int = LEVELS) -> tuple[torch.Tens
 def wavelet_color_fix(content: torch.Tensor, style: torch.Tensor, levels: int = LEVELS) -> torch.Tensor:
     """High frequencies of ``content`` plus low frequencies of ``style``; both ``[B, C, H, W]``
     of the same shape (float32 recommended)."""
+    for name, t in (("content", content), ("style", style)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.numel() == 0 or not t.is_floating_point():
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name}: expected a non-empty floating [B, C, H, W] tensor, got {shape}")
     if content.shape != style.shape:
         raise ValueError(f"style: expected the shape of content {tuple(content.shape)}, got {tuple(style.shape)}")
     high, _ = wavelet_decompose(content, levels)

@@ -75,3 +75,9 @@ def test_write_is_plain_rgb_by_default(tmp_path):
     write_image(tmp_path / "o.png", torch.ones(3, 4, 5), ImageMeta())
     im = Image.open(tmp_path / "o.png")
     assert im.mode == "RGB" and im.size == (5, 4) and np.asarray(im).min() == 255
+
+
+@pytest.mark.parametrize("bad", [torch.rand(4, 5), torch.rand(3, 0, 5), torch.rand(4, 5, 5), "img"])
+def test_write_rejects_bad_images(tmp_path, bad):
+    with pytest.raises(ValueError, match="^rgb:"):
+        write_image(tmp_path / "x.png", bad)

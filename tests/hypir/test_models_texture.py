@@ -53,3 +53,10 @@ def test_embedding_separates_nearby_values():
     torch.nn.init.normal_(emb.linear_2.weight)
     out = emb(torch.tensor([100.0, 101.0, 100.0]))
     assert torch.allclose(out[0], out[2], atol=1e-6) and (out[0] - out[1]).abs().max() > 1e-3
+
+
+def test_empty_image_and_bad_richness_are_rejected():
+    with pytest.raises(ValueError, match="^image: empty"):
+        texture_richness(torch.rand(1, 3, 0, 4))
+    with pytest.raises(ValueError, match="^richness:"):
+        TextureEmbedding(8)(torch.rand(2, 3))

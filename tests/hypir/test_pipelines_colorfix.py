@@ -21,3 +21,13 @@ def test_colour_comes_from_the_style_and_detail_from_the_content():
     fixed = wavelet_color_fix(content, style)
     assert torch.allclose(wavelet_decompose(fixed)[0], wavelet_decompose(content)[0], atol=0.05)
     assert torch.allclose(fixed.mean(dim=(2, 3)), style.mean(dim=(2, 3)), atol=0.02)
+
+
+def test_bad_inputs_name_the_argument():
+    import pytest
+
+    for content, style, name in [(torch.rand(1, 3, 0, 4), torch.rand(1, 3, 0, 4), "content"),
+                                 (torch.rand(3, 8, 8), torch.rand(3, 8, 8), "content"),
+                                 (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9), "style")]:
+        with pytest.raises(ValueError, match=f"^{name}:"):
+            wavelet_color_fix(content, style)
