@@ -59,8 +59,10 @@ def make_image(size: int = SIZE, seed: int = 0) -> torch.Tensor:
     return (base + 0.1 * torch.rand(1, 3, size, size, generator=g)).clamp(0, 1)
 
 
-def _accumulate(fn, x: torch.Tensor, tile: int, stride: int, scale: int | float, out_channels: int) -> torch.Tensor:
+def _accumulate(fn, x: torch.Tensor, tile: int, stride: int, scale: int | float, out_channels: int,
+                seconds: dict | None = None, name: str = "") -> torch.Tensor:
     """Released-style tiling: one tile at a time, ``out += y * w; count += w``, then ``out / count``."""
+    start = time.perf_counter()
     B, _, H, W = x.shape
     t_out = int(tile * scale)
     weights = gaussian_tile_weights(t_out, out_channels).to(x.device, torch.float32)
@@ -71,23 +73,29 @@ def _accumulate(fn, x: torch.Tensor, tile: int, stride: int, scale: int | float,
         oy, ox = int(y0 * scale), int(x0 * scale)
         out[:, :, oy : oy + t_out, ox : ox + t_out] += y * weights
         count[:, :, oy : oy + t_out, ox : ox + t_out] += weights
-    return out / count
+    out = out / count
+    if seconds is not None:
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        seconds[name] = time.perf_counter() - start
+    return out
 
 
 @torch.inference_mode()
 def released_style(restorer: Restorer, image: torch.Tensor, upscale: float = UPSCALE, tile: int = RELEASED_TILE,
-                   stride: int = RELEASED_STRIDE, prompt: str = "") -> torch.Tensor:
+                   stride: int = RELEASED_STRIDE, prompt: str = "", seconds: dict | None = None) -> torch.Tensor:
     """The released HYPIR inference loop on ``restorer``'s components (``image`` ``[1, 3, h, w]``
-    in [0, 1] whose upscaled size is at least one tile and a multiple of 8)."""
+    in [0, 1] whose upscaled size is at least one tile and a multiple of 8). ``seconds``, if given,
+    receives each pass's wall time."""
     c = restorer.components
     s = c.vae_scale
     H, W = round(image.shape[-2] * upscale), round(image.shape[-1] * upscale)
     lq = _resize(image.to(restorer.device, torch.float32), H, W)
     x = _pad(lq * 2 - 1, -H % 8, -W % 8).to(restorer.dtype)
-    z = _accumulate(restorer._encode_fn(None), x, tile, stride, 1 / s, c.vae.config.latent_channels)
+    z = _accumulate(restorer._encode_fn(None), x, tile, stride, 1 / s, c.vae.config.latent_channels, seconds, "encode")
     x0 = _accumulate(restorer._unet_fn(restorer.encode_prompt(prompt), None), z.to(restorer.dtype), tile // s,
-                     stride // s, 1, c.unet.config.out_channels)
-    y = _accumulate(restorer._decode_fn(), x0.to(restorer.dtype), tile // s, stride // s, s, 3)
+                     stride // s, 1, c.unet.config.out_channels, seconds, "unet")
+    y = _accumulate(restorer._decode_fn(), x0.to(restorer.dtype), tile // s, stride // s, s, 3, seconds, "decode")
     y = ((y[:, :, :H, :W] + 1) / 2).clamp_(0, 1)
     return wavelet_color_fix(y, lq).clamp_(0, 1)
 
@@ -137,7 +145,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"HYPIR restore {SIZE}px x{UPSCALE}, {args.widths} widths, {ours.device} {ours.dtype}, median of {args.repeats}:")
     for name, t in times.items():
         print(f"  {name:16s} {t * 1e3:9.1f} ms   {times['released'] / t:5.2f}x vs released")
+    passes = {}
+    released_style(released, image, seconds=passes.setdefault("released", {}))
+    ours(image, upscale=UPSCALE, tile=RELEASED_TILE, stride=RELEASED_STRIDE)
+    passes["ours_same_plan"] = ours.last.seconds
     ours(image, upscale=UPSCALE)
+    passes["ours_auto"] = ours.last.seconds
+    print("  per pass, one more run each (s):")
+    for name, sec in passes.items():
+        print(f"  {name:16s} " + "  ".join(f"{k} {v:6.2f}" for k, v in sec.items()))
     print("  auto plan:", {k: v.describe() for k, v in ours.last.plans.items()})
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ class RestoreInfo:
     work_size: tuple[int, int]
     plans: dict[str, TilePlan]
     texture: float | None
+    seconds: dict[str, float]  # wall time of each pass (encode, unet, decode)
 
 
 class Restorer:
@@ -319,25 +321,32 @@ class Restorer:
 
         generator = torch.Generator().manual_seed(seed)
         plans = {p: self.plan(p, Hp, Wp, tile, stride, max_memory, batch_tiles) for p in PASSES}
-        z = self._run(self._encode_fn(generator), padded, plans["encode"], 1 / c.vae_scale, progress)
+        seconds: dict[str, float] = {}
+        z = self._run(self._encode_fn(generator), padded, plans["encode"], 1 / c.vae_scale, progress, seconds, "encode")
         if noise > 0:
             z = z + noise * torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z)
         richness = self._texture(texture, lq)
         tex = torch.tensor([richness], device=self.device) if richness is not None else None
-        x0 = self._run(self._unet_fn(self.encode_prompt(prompt), tex), z, plans["unet"], 1, progress)
-        y = self._run(self._decode_fn(), x0, plans["decode"], c.vae_scale, progress)
+        x0 = self._run(self._unet_fn(self.encode_prompt(prompt), tex), z, plans["unet"], 1, progress, seconds, "unet")
+        y = self._run(self._decode_fn(), x0, plans["decode"], c.vae_scale, progress, seconds, "decode")
         y = ((y[:, :, :wh, :ww].float() + 1) / 2).clamp_(0, 1)
         if (wh, ww) != (H, W):
             y = _resize(y, H, W)
         out = wavelet_color_fix(y, lq).clamp_(0, 1)
-        self.last = RestoreInfo((h, w), (H, W), (wh, ww), plans, richness)
+        self.last = RestoreInfo((h, w), (H, W), (wh, ww), plans, richness, seconds)
         return out
 
-    def _run(self, fn, x, plan: TilePlan, scale, progress):
+    def _run(self, fn, x, plan: TilePlan, scale, progress, seconds: dict, name: str):
+        start = time.perf_counter()
         x = x.to(self.dtype)
         if plan.tile is None:
-            return fn(x)
-        return tiled_apply(fn, x, plan.tile, plan.stride, scale=scale, batch_tiles=plan.batch, progress=progress)
+            out = fn(x)
+        else:
+            out = tiled_apply(fn, x, plan.tile, plan.stride, scale=scale, batch_tiles=plan.batch, progress=progress)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds[name] = time.perf_counter() - start
+        return out
 
     def _texture(self, texture, lq) -> float | None:
         explicit = texture is not None and texture != "auto"

@@ -23,6 +23,7 @@ def test_output_size_is_upscale_times_input(restorer, h, w, upscale):
     assert out.shape == (3, round(h * upscale), round(w * upscale))
     assert out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
     assert restorer.last.output_size == (round(h * upscale), round(w * upscale))
+    assert set(restorer.last.seconds) == {"encode", "unet", "decode"} and min(restorer.last.seconds.values()) > 0
 
 
 def test_pil_in_pil_out(restorer):
