@@ -8,12 +8,16 @@
   at the borders and renormalised per output pixel), so it agrees with torch and PIL resizing.
 
 The adjoint is ``R_H^T y R_W`` (for area: each value spread over its block divided by ``f^2``),
-and autograd through :func:`downsample` is that adjoint. Matrices are built once per (size,
-factor, mode, dtype, device) and cached.
+and autograd through :func:`downsample` is that adjoint (twice differentiable).
+
+Cost and locality: both modes are banded, never dense. Area is ``avg_pool2d``; bicubic runs
+torch's own antialiased kernels (``aten._upsample_bicubic2d_aa`` and its backward, which *is*
+the adjoint), so the cost is linear in pixels and each output reads only its ``4f`` x ``4f``
+window: a NaN or Inf in the input reaches only the outputs whose window holds it (area: its
+block). :func:`resample_matrix` builds the dense matrix of one axis for inspection and tests
+(``O(n^2 / f)`` memory, not cached); the operators never use it.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 
@@ -32,9 +36,8 @@ def _cubic(t: float, a: float = -0.5) -> float:
     return 0.0
 
 
-@functools.lru_cache(maxsize=64)
 def _matrix_cpu(n: int, factor: int, mode: str) -> torch.Tensor:
-    """``[n // factor, n]`` float64 resampling matrix of one axis."""
+    """``[n // factor, n]`` float64 resampling matrix of one axis (the weights torch uses)."""
     m = n // factor
     r = torch.zeros(m, n, dtype=torch.float64)
     if mode == "area":
@@ -53,7 +56,7 @@ def _matrix_cpu(n: int, factor: int, mode: str) -> torch.Tensor:
 
 
 def resample_matrix(n: int, factor: int, mode: str, dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """The ``[n // factor, n]`` matrix of one axis (rows sum to 1)."""
+    """The dense ``[n // factor, n]`` matrix of one axis (rows sum to 1); for inspection only."""
     return _matrix_cpu(n, factor, mode).to(dtype=dtype, device=device)
 
 
@@ -77,12 +80,13 @@ def downsample(x: torch.Tensor, factor: int, mode: str = "area") -> torch.Tensor
         raise ValueError(f"x: height and width must be multiples of factor={factor}, got {H}x{W}")
     if factor == 1:
         return x.clone()
+    if x.numel() == 0:  # torch's resampling kernels reject empty planes
+        return x.new_zeros(*x.shape[:-2], H // factor, W // factor)
     acc = _acc(x)
     if mode == "area":
         return torch.nn.functional.avg_pool2d(x.to(acc), factor).to(x.dtype)
-    rh = resample_matrix(H, factor, mode, acc, x.device)
-    rw = resample_matrix(W, factor, mode, acc, x.device)
-    return (rh @ x.to(acc) @ rw.t()).to(x.dtype)
+    size = [H // factor, W // factor]
+    return torch.ops.aten._upsample_bicubic2d_aa(x.to(acc), size, False, None, None).to(x.dtype)
 
 
 def downsample_adjoint(y: torch.Tensor, factor: int, mode: str = "area") -> torch.Tensor:
@@ -91,13 +95,15 @@ def downsample_adjoint(y: torch.Tensor, factor: int, mode: str = "area") -> torc
     if factor == 1:
         return y.clone()
     h, w = y.shape[-2:]
+    if y.numel() == 0:
+        return y.new_zeros(*y.shape[:-2], h * factor, w * factor)
     acc = _acc(y)
     if mode == "area":
         spread = y.to(acc).repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
         return (spread / (factor * factor)).to(y.dtype)
-    rh = resample_matrix(h * factor, factor, mode, acc, y.device)
-    rw = resample_matrix(w * factor, factor, mode, acc, y.device)
-    return (rh.t() @ y.to(acc) @ rw).to(y.dtype)
+    full = [*y.shape[:-2], h * factor, w * factor]
+    # The backward of the antialiased forward applies the same weights transposed: the exact adjoint.
+    return torch.ops.aten._upsample_bicubic2d_aa_backward(y.to(acc), [h, w], full, False, None, None).to(y.dtype)
 
 
 __all__ = ["MODES", "downsample", "downsample_adjoint", "resample_matrix"]

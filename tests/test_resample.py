@@ -33,6 +33,43 @@ def test_gradient_is_the_adjoint(mode):
     torch.testing.assert_close(x.grad, hk.downsample_adjoint(g, 3, mode))
 
 
+@pytest.mark.parametrize("mode", ["area", "bicubic"])
+def test_adjoint_is_twice_differentiable(mode):
+    y = torch.randn(1, 2, 4, 6, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: hk.downsample_adjoint(t, 3, mode), (y,))
+    torch.autograd.gradgradcheck(lambda t: hk.downsample(t, 3, mode), (torch.randn(1, 1, 12, 6, dtype=torch.float64, requires_grad=True),))
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_banded_operator_equals_the_dense_matrices(factor):
+    x = torch.randn(2, 1, 18, 30, dtype=torch.float64)
+    rh, rw = (resample_matrix(n, factor, "bicubic", torch.float64) for n in (18, 30))
+    torch.testing.assert_close(hk.downsample(x, factor, "bicubic"), rh @ x @ rw.t(), rtol=1e-12, atol=1e-12)
+    y = torch.randn(2, 1, 18 // factor, 30 // factor, dtype=torch.float64)
+    torch.testing.assert_close(hk.downsample_adjoint(y, factor, "bicubic"), rh.t() @ y @ rw, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode,window", [("area", 1), ("bicubic", 4)])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_stays_local(mode, window, bad):
+    """A bad pixel reaches only the outputs whose window holds it (dense matrices spread it everywhere)."""
+    x = torch.rand(1, 1, 64, 64)
+    x[0, 0, 30, 31] = bad
+    y = hk.downsample(x, 2, mode)
+    assert 0 < (~y.isfinite()).sum() <= window * window
+    assert y[0, 0, :10].isfinite().all() and y[0, 0, 25:].isfinite().all()
+    g = torch.zeros(1, 1, 32, 32)
+    g[0, 0, 3, 4] = bad
+    assert 0 < (~hk.downsample_adjoint(g, 2, mode).isfinite()).sum() <= (2 * window) ** 2
+
+
+def test_empty_batches_and_planes():
+    for mode in ("area", "bicubic"):
+        assert hk.downsample(torch.zeros(0, 3, 8, 8), 2, mode).shape == (0, 3, 4, 4)
+        assert hk.downsample(torch.zeros(1, 3, 0, 8), 2, mode).shape == (1, 3, 0, 4)
+        assert hk.downsample_adjoint(torch.zeros(1, 0, 4, 4), 2, mode).shape == (1, 0, 8, 8)
+
+
 def test_rows_are_normalised_and_constant_images_stay_constant():
     for mode in ("area", "bicubic"):
         r = resample_matrix(40, 4, mode, torch.float64)
