@@ -110,14 +110,14 @@ inline MaskGeometry mask_geometry(const at::Tensor& x, int64_t seed, at::IntArra
   return g;
 }
 
-// Checks for _add_noise: x contiguous with B = size(0) samples, sigma float32 [B] on x's device.
+// Checks for _add_noise: x contiguous with B = size(0) samples, sigma float64 [B] on x's device.
 inline NoiseGeometry noise_geometry(const at::Tensor& x, int64_t seed, at::IntArrayRef offsets, const at::Tensor& sigma) {
   TORCH_CHECK_VALUE(x.dim() >= 1 && x.is_contiguous(), "x: expected a contiguous tensor with a batch dim");
   to_dtype(x, "x");
   TORCH_CHECK_VALUE(static_cast<int64_t>(offsets.size()) == x.size(0), "offsets: expected one per sample");
-  TORCH_CHECK_VALUE(sigma.dim() == 1 && sigma.size(0) == x.size(0) && sigma.scalar_type() == at::kFloat &&
+  TORCH_CHECK_VALUE(sigma.dim() == 1 && sigma.size(0) == x.size(0) && sigma.scalar_type() == at::kDouble &&
                         sigma.is_contiguous() && sigma.device() == x.device(),
-                    "sigma: expected a contiguous float32 [B] tensor on x's device");
+                    "sigma: expected a contiguous float64 [B] tensor on x's device");
   const int64_t n = x.size(0) == 0 ? 0 : x.numel() / x.size(0);
   return NoiseGeometry{x.size(0), n, static_cast<uint64_t>(seed)};
 }

@@ -49,7 +49,7 @@ at::Tensor add_noise_cpu_op(const at::Tensor& x, int64_t seed, at::IntArrayRef o
   TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
   const auto g = noise_geometry(x, seed, offsets, sigma);
   auto out = empty_cpu_output(x.sizes(), x.options());
-  add_noise_cpu(to_dtype(x, "x"), x.const_data_ptr(), offsets.data(), sigma.const_data_ptr<float>(), g, out.data_ptr());
+  add_noise_cpu(to_dtype(x, "x"), x.const_data_ptr(), offsets.data(), sigma.const_data_ptr<double>(), g, out.data_ptr());
   return out;
 }
 

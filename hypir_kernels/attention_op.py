@@ -26,6 +26,9 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
 def _check(q, k, v, scale) -> float:
     check_tensor("q", q, dims=4, dtypes=_DTYPES)
     check_tensor("k", k, dims=4, dtypes=_DTYPES)
@@ -52,6 +55,8 @@ def _check(q, k, v, scale) -> float:
         return 1.0 / math.sqrt(head_dim)
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale == 0:
         raise ValueError(f"scale: expected a finite non-zero number or None, got {scale!r}")
+    if abs(scale) > _FLOAT32_MAX:  # the kernels scale in float32: it would become inf
+        raise ValueError(f"scale: {scale!r} overflows float32 (max {_FLOAT32_MAX:g})")
     return float(scale)
 
 

@@ -40,19 +40,22 @@ def _(x, seed, offsets, sigma):
 _add_noise_op.register_autograd(lambda ctx, grad: (grad, None, None, None), setup_context=lambda ctx, inputs, output: None)
 
 
-def _sigmas(sigma, batch: int, device) -> torch.Tensor:
+def _sigmas(sigma, batch: int, device, acc: torch.dtype) -> torch.Tensor:
+    """``[B]`` float64 (the kernels multiply in ``x``'s accumulation dtype ``acc``)."""
     if isinstance(sigma, torch.Tensor):
         if sigma.dim() == 0:
             sigma = sigma.expand(batch)
         if sigma.shape != (batch,) or sigma.is_complex() or not sigma.is_floating_point():
             raise ValueError(f"sigma: expected a float or a real [B={batch}] tensor, got {tuple(sigma.shape)} {sigma.dtype}")
-        s = sigma.detach().to(device=device, dtype=torch.float32).contiguous()
+        s = sigma.detach().to(device=device, dtype=torch.float64).contiguous()
     elif isinstance(sigma, numbers.Real) and not isinstance(sigma, bool):
-        s = torch.full((batch,), float(sigma), dtype=torch.float32, device=device)
+        s = torch.full((batch,), float(sigma), dtype=torch.float64, device=device)
     else:
         raise ValueError(f"sigma: expected a float or a [B] tensor, got {type(sigma).__name__}")
     if batch and (not torch.isfinite(s).all() or (s < 0).any()):
         raise ValueError("sigma: expected finite values >= 0")
+    if batch and acc != torch.float64 and (s > torch.finfo(acc).max).any():
+        raise ValueError(f"sigma: {s.max().item():g} overflows x's {acc} arithmetic (max {torch.finfo(acc).max:g})")
     return s
 
 
@@ -62,7 +65,9 @@ def add_noise(x: torch.Tensor, sigma, seed: int, *, offsets=None) -> torch.Tenso
     Args:
         x: ``[B, ...]`` real or complex (complex: independent noise of std ``sigma`` on the real
             and imaginary parts).
-        sigma: float or ``[B]`` (per sample), >= 0. Not differentiated.
+        sigma: float or ``[B]`` (per sample), finite, >= 0, kept in float64 and multiplied in
+            ``x``'s accumulation precision (float64 for float64/complex128, else float32, where a
+            sigma above float32's range is rejected). Not differentiated.
         seed: non-negative int (64-bit Philox key).
         offsets: per-sample Philox stream, as in :func:`hypir_kernels.apply_mask`.
 
@@ -73,7 +78,8 @@ def add_noise(x: torch.Tensor, sigma, seed: int, *, offsets=None) -> torch.Tenso
         raise ValueError("x: expected a batch dim [B, ...]")
     seed = check_seed("seed", seed)
     B = x.shape[0]
-    s = _sigmas(sigma, B, x.device)
+    acc = torch.float64 if x.dtype in (torch.float64, torch.complex128) else torch.float32
+    s = _sigmas(sigma, B, x.device, acc)
     offs = _offsets(offsets, B)
     if x.is_complex():
         return torch.view_as_complex(_add_noise_op(torch.view_as_real(x.contiguous()), seed, offs, s))

@@ -169,7 +169,7 @@ def test_bad_input(args, match):
         hk.attention(*args)
 
 
-@pytest.mark.parametrize("scale", [0.0, float("nan"), "0.1", True])
+@pytest.mark.parametrize("scale", [0.0, float("nan"), "0.1", True, 1e39, -1e300])
 def test_bad_scale(scale):
     with pytest.raises(ValueError, match="scale"):
         hk.attention(*_qkv(), scale=scale)

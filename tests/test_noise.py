@@ -75,6 +75,8 @@ def test_complex_and_gradient():
         (dict(seed=-2), "seed"),
         (dict(x=torch.zeros(2, 3, dtype=torch.int64)), "x: expected dtype"),
         (dict(offsets=[1]), "offsets"),
+        (dict(sigma=1e39), "sigma: 1e\\+39 overflows"),  # beyond float32: would turn the sample into inf
+        (dict(sigma=torch.tensor([1.0, 1e300], dtype=torch.float64)), "sigma: 1e\\+300 overflows"),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -101,3 +103,16 @@ def test_high_seeds_work_and_backends_agree(seed):
     for bad in (2**64, -3, 2.0):
         with pytest.raises(ValueError, match="^seed:"):
             hk.add_noise(x, 1.0, bad)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_float64_sigma_is_not_rounded_to_float32(backend):
+    """A float64 sample gets the float64 sigma it was given (float32 would make these two equal)."""
+    x = torch.zeros(2, 64, dtype=torch.float64)
+    with hk.use_backend(backend):
+        a = hk.add_noise(x, 1.0, 3)
+        b = hk.add_noise(x, 1.0 + 1e-12, 3)
+        c = hk.add_noise(x, torch.tensor([1e39, 2.0], dtype=torch.float64), 3)
+    assert not torch.equal(a, b)
+    torch.testing.assert_close(b, a * (1.0 + 1e-12), rtol=1e-15, atol=0)
+    torch.testing.assert_close(c, a * torch.tensor([[1e39], [2.0]], dtype=torch.float64), rtol=1e-15, atol=0)

@@ -8,7 +8,7 @@ namespace {
 constexpr int64_t kGroupsPerTask = 1024;
 
 template <typename T>
-void run(const T* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g, T* out) {
+void run(const T* x, const int64_t* offsets, const double* sigma, const NoiseGeometry& g, T* out) {
   const int64_t groups = (g.N + 3) / 4;
   const int64_t tasks = (groups + kGroupsPerTask - 1) / kGroupsPerTask;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -22,7 +22,7 @@ void run(const T* x, const int64_t* offsets, const float* sigma, const NoiseGeom
 
 }  // namespace
 
-void add_noise_cpu(DType dtype, const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g,
+void add_noise_cpu(DType dtype, const void* x, const int64_t* offsets, const double* sigma, const NoiseGeometry& g,
                    void* out) {
   switch (dtype) {
     case kFloat32: return run(static_cast<const float*>(x), offsets, sigma, g, static_cast<float*>(out));

@@ -7,7 +7,7 @@ namespace {
 
 template <typename T>
 __global__ void add_noise_kernel(const T* __restrict__ x, const int64_t* __restrict__ offsets,
-                                 const float* __restrict__ sigma, NoiseGeometry g, T* __restrict__ out, int64_t groups) {
+                                 const double* __restrict__ sigma, NoiseGeometry g, T* __restrict__ out, int64_t groups) {
   const int64_t total = g.B * groups;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = i / groups;
@@ -16,7 +16,7 @@ __global__ void add_noise_kernel(const T* __restrict__ x, const int64_t* __restr
 }
 
 template <typename T>
-int launch(const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g, void* out, cudaStream_t s) {
+int launch(const void* x, const int64_t* offsets, const double* sigma, const NoiseGeometry& g, void* out, cudaStream_t s) {
   const int64_t groups = (g.N + 3) / 4;
   const int64_t total = g.B * groups;
   if (total == 0) return 0;
@@ -29,7 +29,7 @@ int launch(const void* x, const int64_t* offsets, const float* sigma, const Nois
 
 }  // namespace
 
-int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g,
+int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const double* sigma, const NoiseGeometry& g,
                    void* out, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {

@@ -64,7 +64,7 @@ at::Tensor add_noise_cuda_op(const at::Tensor& x, int64_t seed, at::IntArrayRef 
   const auto offsets_d = at::tensor(std::vector<int64_t>(offsets.begin(), offsets.end()), at::kLong)
                              .to(x.device(), /*non_blocking=*/true);
   const int err = add_noise_cuda(to_dtype(x, "x"), x.const_data_ptr(), offsets_d.data_ptr<int64_t>(),
-                                 sigma.const_data_ptr<float>(), g, out.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
+                                 sigma.const_data_ptr<double>(), g, out.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "add_noise CUDA launch failed with cudaError ", err);
   return out;
 }

@@ -67,9 +67,9 @@ namespace hk {
 
 // out = x + sigma[b] * Philox Gaussian noise (hypir_kernels/noise.h); x, out contiguous [B, N];
 // sigma: B floats (host for the CPU launcher, device for the CUDA launcher), offsets likewise.
-void add_noise_cpu(DType dtype, const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g,
+void add_noise_cpu(DType dtype, const void* x, const int64_t* offsets, const double* sigma, const NoiseGeometry& g,
                    void* out);
-int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const float* sigma, const NoiseGeometry& g,
+int add_noise_cuda(DType dtype, const void* x, const int64_t* offsets, const double* sigma, const NoiseGeometry& g,
                    void* out, void* stream);
 
 }  // namespace hk

@@ -13,7 +13,7 @@ struct NoiseGeometry {
 namespace noise {
 
 template <typename T, typename Acc = typename acc_type<T>::type>
-HK_HD void add_group(const T* x, T* out, const NoiseGeometry& g, int64_t b, uint64_t offset, float sigma, int64_t group) {
+HK_HD void add_group(const T* x, T* out, const NoiseGeometry& g, int64_t b, uint64_t offset, double sigma, int64_t group) {
   float z[4];
   philox::normals(g.seed, offset, uint64_t(group), z);
   for (int lane = 0; lane < 4; ++lane) {
