@@ -114,16 +114,46 @@ def _compile_nth(job: tuple[int, int]) -> Resources:
     return compile_config(aot_configs()[index], arch)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: a worker must not outlive a killed parent (a forked worker holds
+    the job pipe open itself, so it would wait for work forever). Linux: the kernel sends SIGKILL
+    when the parent dies; elsewhere a daemon thread polls the parent's pid."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        def watch():
+            while os.getppid() == parent:
+                threading.Event().wait(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+def worker_pool(workers: int):
+    """A process pool whose workers die with this process (see :func:`_die_with_parent`)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
 def compile_all(archs=ARCHS, workers: int | None = None) -> list[Resources]:
     """Compile every shipped configuration for every arch, ``workers`` processes in parallel
     (default: one per CPU); results in configuration order."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from ..triton import aot_configs
 
     jobs = [(i, arch) for i in range(len(aot_configs())) for arch in archs]
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         return [_compile_nth(job) for job in jobs]
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         return list(pool.map(_compile_nth, jobs))

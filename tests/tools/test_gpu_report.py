@@ -76,3 +76,44 @@ def test_gpu_report_refuses_interpreted_kernels():
     env["TRITON_INTERPRET"] = "1"
     res = subprocess.run([sys.executable, "-m", "hypir_kernels.tools.gpu_report"], env=env, capture_output=True, text=True)
     assert res.returncode == 2 and "TRITON_INTERPRET" in res.stderr
+
+
+_ORPHAN_PARENT = """
+import os, sys, time
+from hypir_kernels.tools.aot import worker_pool
+pool = worker_pool(2)
+futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+time.sleep(1.0)  # both workers started and busy
+print(" ".join(str(p) for p in pool._processes), flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_compile_workers_die_with_a_killed_parent():
+    """gpu_report's pool workers were found alive 46 min after their parent was killed."""
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in workers if _alive(p)]
+    for p in survivors:
+        os.kill(p, signal.SIGKILL)
+    assert not survivors, f"workers {survivors} outlived their killed parent"
