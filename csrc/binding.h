@@ -84,7 +84,7 @@ inline SeparableGeometry separable_geometry(const at::Tensor& x, const at::Tenso
                       name, ": expected contiguous [B, k] taps with odd k, dtype ", acc,
                       ", on ", x.device());
   }
-  TORCH_CHECK_VALUE(pad >= 0 && pad <= 3, "padding: unknown code ", pad);
+  TORCH_CHECK_VALUE(pad >= 0 && pad <= 3, "pad: unknown padding code ", pad);
   SeparableGeometry g;
   g.B = x.size(0); g.C = x.size(1); g.H = x.size(2); g.W = x.size(3);
   g.ky = wy.size(1); g.kx = wx.size(1);

@@ -70,6 +70,7 @@ at::Tensor filter2d_fft_cpu_op(const at::Tensor& x, const at::Tensor& taps, int6
   TORCH_CHECK_VALUE(m == 1 && n >= x.size(2) + taps.size(1) - 1, "n: expected 2^a 3^b >= H + k - 1, got ", n);
   TORCH_CHECK_VALUE(pad >= 0 && pad <= 3, "pad: unknown padding code ", pad);
   auto out = empty_cpu_output(x.sizes(), x.options());
+  if (x.numel() == 0) return out;  // the row transforms divide by W and C
   const Filter2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), taps.size(1), n, static_cast<int>(pad), adjoint};
   filter2d_fft_cpu(fp64, x.const_data_ptr(), taps.const_data_ptr(), g, out.data_ptr());
   return out;

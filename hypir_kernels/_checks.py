@@ -1,26 +1,50 @@
 """Argument checks for the public API: every message names the argument and what was expected."""
 from __future__ import annotations
 
+import numbers
 from typing import Iterable
 
 import torch
 
 
-def check_int(name: str, value, minimum: int | None = None) -> int:
+INT64_MAX = (1 << 63) - 1
+
+
+def check_int(name: str, value, minimum: int | None = None, maximum: int = INT64_MAX) -> int:
+    """An int (bools and floats rejected, not truncated) in [minimum, maximum]; the default
+    maximum keeps it a valid 64-bit size for torch and the kernels."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name}: expected <= {maximum}, got {value}")
     return value
+
+
+def check_probability(name: str, value) -> float:
+    """A real number in [0, 1] (bools, NaN and non-numbers rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_shape(name: str, shape, n: int) -> tuple[int, ...]:
+    """A sequence of ``n`` non-negative ints (e.g. ``(B, C, H, W)``)."""
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise ValueError(f"{name}: expected a tuple of {n} ints, got {type(shape).__name__} {shape!r}")
+    if len(shape) != n:
+        raise ValueError(f"{name}: expected {n} ints, got {tuple(shape)!r}")
+    return tuple(check_int(f"{name}[{i}]", s, minimum=0) for i, s in enumerate(shape))
 
 
 def check_seed(name: str, seed) -> int:
     """A Philox key: an int in [0, 2^64) (floats and bools rejected, not truncated). Returns it
     as the signed 64-bit value with the same bits, the form the library ops' ``int`` arguments
     carry (keys >= 2^63 would not fit otherwise); the kernels and the references read the bits."""
-    check_int(name, seed, minimum=0)
-    if seed >= 1 << 64:
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 1 << 64:
         raise ValueError(f"{name}: expected an int in [0, 2^64), got {seed}")
+    check_int(name, seed, minimum=0, maximum=(1 << 64) - 1)
     return seed - (1 << 64) if seed >= 1 << 63 else seed
 
 

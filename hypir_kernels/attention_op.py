@@ -97,6 +97,9 @@ def _check_triton_args(q, k, v, scale) -> None:
     _check(q, k, v, scale)
     if q.dtype not in _TRITON_DTYPES:
         raise ValueError(f"q: the triton kernels support float16, bfloat16 and float32, got {q.dtype}")
+    ok, why = backend.runnable(backend.REGISTRY["attention"], "triton", q.device.type)
+    if not ok:
+        raise ValueError(f"q: {why}")
 
 
 def _empty_output(q: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ def plan_tiles(height: int, width: int, tile: int, stride: int) -> torch.Tensor:
     check_int("width", width, minimum=1)
     _check_tile_stride(tile, stride)
     ys, xs = _axis_origins(height, tile, stride), _axis_origins(width, tile, stride)
-    return torch.tensor([(y, x) for y in ys for x in xs], dtype=torch.int64).reshape(-1, 2)
+    return torch.cartesian_prod(ys, xs).reshape(-1, 2)  # tensors, not Python lists: a huge plan fails cleanly
 
 
 def _check_tile_stride(tile: int, stride: int) -> None:
@@ -42,12 +42,12 @@ def _check_tile_stride(tile: int, stride: int) -> None:
         raise ValueError(f"stride: must be <= tile ({tile}) so tiles leave no gaps, got {stride}")
 
 
-def _axis_origins(size: int, tile: int, stride: int) -> list[int]:
+def _axis_origins(size: int, tile: int, stride: int) -> torch.Tensor:
     if size <= tile:
-        return [0]
-    origins = list(range(0, size - tile + 1, stride))
+        return torch.zeros(1, dtype=torch.int64)
+    origins = torch.arange(0, size - tile + 1, stride, dtype=torch.int64)
     if origins[-1] + tile < size:
-        origins.append(size - tile)
+        origins = torch.cat([origins, origins.new_tensor([size - tile])])
     return origins
 
 
@@ -255,18 +255,20 @@ def tiled_apply(
         progress: show a progress bar over the chunks.
 
     Returns:
-        ``[B, C', H*scale, W*scale]``. When one tile covers the whole image, ``fn(x)`` itself
+        ``[B, C', H*scale, W*scale]``. When one tile covers the whole image (or ``x`` is empty), ``fn(x)`` itself
         (no padding, no blending). Otherwise ``x`` is reflect-padded (replicate where reflect
         cannot reach) up to at least one tile per axis, so ``fn`` always sees full tiles.
     """
-    check_tensor("x", x, dims=4)
+    if not callable(fn):
+        raise ValueError(f"fn: expected a callable [n, C, h, w] -> [n, C', h*scale, w*scale], got {type(fn).__name__}")
+    check_tensor("x", x, dims=4, dtypes=_FLOAT_DTYPES)
     _check_tile_stride(tile, stride)
     check_int("batch_tiles", batch_tiles, minimum=1)
     frac = _scale_fraction(scale)
     _weight_code(weight)
     B, C, H, W = x.shape
     out_h, out_w = _scaled(H, frac, "x height"), _scaled(W, frac, "x width")
-    if H <= tile and W <= tile:
+    if (H <= tile and W <= tile) or x.numel() == 0:  # one tile, or nothing to tile: fn sees x itself
         return _checked_call(fn, x, (out_h, out_w), "fn(x)")
     t_out = _scaled(tile, frac, "tile")
     _scaled(stride, frac, "stride")

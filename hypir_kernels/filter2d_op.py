@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_tensor
+from ._checks import check_int, check_tensor
 from .reference.blur import PADDINGS, pad_index
 
 # Smallest kernel size that takes the 2-D FFT instead of the grouped conv2d off the fused CPU
@@ -37,16 +37,16 @@ FFT_MIN_KERNEL = 21
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
-def _check(x, kernels, padding):
-    check_tensor("x", x, dims=4, dtypes=_DTYPES)
+def _check(x, kernels, padding, name: str = "x"):
+    check_tensor(name, x, dims=4, dtypes=_DTYPES)
     check_tensor("kernels", kernels, dims=3, dtypes=_DTYPES)
     if kernels.shape[0] != x.shape[0]:
-        raise ValueError(f"kernels: expected one kernel per sample ({x.shape[0]}), got {kernels.shape[0]}")
+        raise ValueError(f"kernels: expected one kernel per sample ({name}'s {x.shape[0]}), got {kernels.shape[0]}")
     k = kernels.shape[-1]
     if kernels.shape[-2] != k or k % 2 == 0:
         raise ValueError(f"kernels: expected square odd-sized kernels [B, k, k], got {tuple(kernels.shape)}")
     if kernels.device != x.device:
-        raise ValueError(f"kernels: expected the device of x ({x.device}), got {kernels.device}")
+        raise ValueError(f"kernels: expected the device of {name} ({x.device}), got {kernels.device}")
     if padding not in PADDINGS:
         raise ValueError(f"padding: expected one of {PADDINGS}, got {padding!r}")
 
@@ -97,7 +97,14 @@ def _fft_length(m: int) -> int:
 
 @torch.library.custom_op("hypir_kernels::filter2d_cpu", mutates_args=())
 def _filter2d_cpu(x: torch.Tensor, kernels: torch.Tensor, pad: int, adjoint: bool) -> torch.Tensor:
-    """The fused CPU kernel (or its exact adjoint in ``x``); see the module notes."""
+    """The fused CPU kernel (or its exact adjoint in ``x``); see the module notes. ``pad`` is the
+    index of the padding mode in ``PADDINGS``. Public as torch.ops.hypir_kernels.filter2d_cpu, so
+    it checks its own arguments."""
+    check_int("pad", pad, minimum=0, maximum=len(PADDINGS) - 1)
+    _check(x, kernels, PADDINGS[pad])
+    check_tensor("x", x, device="cpu")
+    if x.numel() == 0:  # no FFT plan for empty planes
+        return torch.zeros_like(x, memory_format=torch.contiguous_format)
     H, k = x.shape[-2], kernels.shape[-1]
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     n = _fft_length(H + k - 1)
@@ -176,7 +183,7 @@ def _filter2d_torch(x: torch.Tensor, kernels: torch.Tensor, padding: str, direct
 def filter2d_adjoint(y: torch.Tensor, kernels: torch.Tensor, padding: str = "reflect") -> torch.Tensor:
     """The exact adjoint of :func:`filter2d` in ``x`` (padded taps fold back onto the pixels they
     were read from), computed as the vector-Jacobian product of the linear map."""
-    _check(y, kernels, padding)
+    _check(y, kernels, padding, "y")
     if y.numel() == 0:
         return y.clone()
     if _cpu_path(y, kernels):

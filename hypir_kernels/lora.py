@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import backend
-from ._checks import check_tensor
+from ._checks import check_int, check_seed, check_tensor
 
 STRATEGIES = ("auto", "activation", "weight")
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -126,6 +126,8 @@ def _check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, strategy, d
             raise ValueError(f"{name}: expected the dtype of x ({x.dtype}), got {t.dtype} (cast the layer or the input)")
         if t.device != x.device:
             raise ValueError(f"{name}: expected the device of x ({x.device}), got {t.device}")
+    if lora_A.shape[0] == 0:
+        raise ValueError(f"lora_A: rank (dim 0) must be >= 1, got shape {tuple(lora_A.shape)}")
     if lora_B.shape[1] != lora_A.shape[0]:
         raise ValueError(f"lora_B: rank (dim 1) {lora_B.shape[1]} does not match lora_A's rank (dim 0) {lora_A.shape[0]}")
     if lora_B.shape[0] != weight.shape[0]:
@@ -134,6 +136,8 @@ def _check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, strategy, d
         raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
         raise ValueError(f"scale: expected a finite number, got {scale!r}")
+    if abs(scale) > torch.finfo(x.dtype).max:  # the kernels scale in x's dtype (fp16: 65504)
+        raise ValueError(f"scale: {scale!r} overflows {x.dtype} (max {torch.finfo(x.dtype).max:g})")
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p: expected a number in [0, 1), got {dropout_p!r}")
     if strategy not in STRATEGIES:
@@ -147,11 +151,13 @@ def _training(*tensors) -> bool:
 
 
 def _seed(dropout_p: float, seed) -> int:
+    if seed is not None:
+        seed = check_seed("seed", seed)
     if dropout_p == 0:
         return 0
     if seed is None:  # from torch's default generator, so torch.manual_seed reproduces it
         return int(torch.randint(0, 2**31 - 1, (1,)).item())
-    return int(seed)
+    return seed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +188,7 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 def _lora_linear(x, weight, bias, lora_A, lora_B, scale: float, dropout_p: float, strategy: str, seed):
     """:func:`lora_linear` after its checks."""
-    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    x2 = x if x.dim() == 2 else x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # -1 is ambiguous when empty
     if strategy == "auto":
         strategy = choose_strategy(x2.shape[0], weight.shape[1], weight.shape[0], lora_A.shape[0], 1,
                                    x.element_size(), x.device.type, _training(x, lora_A, lora_B), dropout_p)
@@ -334,6 +340,9 @@ def _lora_linear_activation_backward(dy: torch.Tensor, x: torch.Tensor, h: torch
     if forward_backend not in backend.REGISTRY["lora_linear_activation_backward"].impls:
         raise ValueError(f"forward_backend: expected one of {tuple(backend.REGISTRY['lora_linear_activation_backward'].impls)}, "
                          f"got {forward_backend!r}")
+    ok, why = backend.runnable(backend.REGISTRY["lora_linear_activation_backward"], forward_backend, x.device.type)
+    if not ok:
+        raise ValueError(f"forward_backend: {forward_backend!r} cannot run here: {why}")
     impl = backend.REGISTRY["lora_linear_activation_backward"].impls[forward_backend]
     return impl(dy, x, h, weight, lora_A, lora_B, scale, dropout_p, seed)
 
@@ -363,7 +372,7 @@ def _effective_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, sc
     """``W + scale * B A`` accumulated in fp32 (or fp64), cast to W's dtype; B and A are viewed as
     matrices ``[out, r]`` and ``[r, in * kh * kw]``."""
     acc = torch.float64 if weight.dtype == torch.float64 else torch.float32
-    delta = B.reshape(B.shape[0], -1).to(acc) @ A.reshape(A.shape[0], -1).to(acc)
+    delta = B.reshape(B.shape[0], B.shape[1]).to(acc) @ A.reshape(A.shape[0], math.prod(A.shape[1:])).to(acc)
     return (weight.to(acc) + scale * delta.reshape(weight.shape)).to(weight.dtype)
 
 
@@ -403,14 +412,15 @@ _lora_linear_weight.register_autograd(_weight_backward, setup_context=_weight_se
 # Conv2d
 
 
+_MAX_CONV_ARG = 1 << 31  # stride/padding/dilation beyond this overflow torch's conv geometry
+
+
 def _pair(v, name: str, minimum: int) -> list[int]:
     if isinstance(v, int) and not isinstance(v, bool):
         v = [v, v]
-    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in v)):
+    if not (isinstance(v, (tuple, list)) and len(v) == 2):
         raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
-    if min(v) < minimum:
-        raise ValueError(f"{name}: expected values >= {minimum}, got {tuple(v)}")
-    return list(v)
+    return [check_int(name, i, minimum=minimum, maximum=_MAX_CONV_ARG) for i in v]
 
 
 def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_A: torch.Tensor,
@@ -446,6 +456,14 @@ def _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilatio
         raise ValueError(f"lora_A: expected shape [r, {', '.join(map(str, weight.shape[1:]))}], got {tuple(lora_A.shape)}")
     if tuple(lora_B.shape[2:]) != (1, 1):
         raise ValueError(f"lora_B: expected a 1x1 kernel [out, r, 1, 1], got {tuple(lora_B.shape)}")
+    if weight.shape[0] == 0 or weight.shape[1] == 0:  # F.conv2d rejects zero out channels and gets zero in channels wrong
+        raise ValueError(f"weight: out and in channels (dims 0, 1) must be >= 1, got shape {tuple(weight.shape)}")
+    if x.shape[2] == 0 or x.shape[3] == 0:  # F.conv2d runs no convolution over an empty plane
+        raise ValueError(f"x: height and width must be >= 1, got shape {tuple(x.shape)}")
+    for i, axis in ((0, "height"), (1, "width")):
+        span = dilation[i] * (weight.shape[2 + i] - 1) + 1
+        if x.shape[2 + i] + 2 * padding[i] < span:
+            raise ValueError(f"x: padded {axis} {x.shape[2 + i]} + 2*{padding[i]} is smaller than the dilated kernel's {span}")
     return stride, padding, dilation
 
 
@@ -484,8 +502,8 @@ def _lora_conv2d_activation(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 def _conv_act_forward(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p, seed):
     h = F.conv2d(_dropped(x, dropout_p, seed), lora_A, None, stride, padding, dilation)
     y = F.conv2d(x, weight, bias, stride, padding, dilation)
-    n, r = h.shape[0], h.shape[1]
-    lora = torch.matmul(lora_B.reshape(1, -1, r), h.reshape(n, r, -1))  # [Bt, out, H'W']
+    n, r, hw = h.shape[0], h.shape[1], h.shape[2] * h.shape[3]
+    lora = torch.matmul(lora_B.reshape(1, lora_B.shape[0], r), h.reshape(n, r, hw))  # [Bt, out, H'W']
     y.add_(lora.reshape(y.shape), alpha=scale)
     return y, h
 
@@ -506,10 +524,10 @@ def _conv_act_setup(ctx, inputs, output):
 def _conv_act_backward(ctx, dy, _dh):
     x, h, weight, A, B = ctx.saved_tensors
     scale, stride, padding, dilation, p, seed = ctx.args
-    n, r = h.shape[0], h.shape[1]
-    dy3 = dy.reshape(n, dy.shape[1], -1)
-    g = _scaled(torch.matmul(B.reshape(1, -1, r).transpose(1, 2), dy3), scale)  # [Bt, r, H'W']
-    dB = _scaled(torch.matmul(dy3, h.reshape(n, r, -1).transpose(1, 2)).sum(0), scale).reshape(B.shape)
+    n, r, hw = h.shape[0], h.shape[1], h.shape[2] * h.shape[3]
+    dy3 = dy.reshape(n, dy.shape[1], hw)
+    g = _scaled(torch.matmul(B.reshape(1, B.shape[0], r).transpose(1, 2), dy3), scale)  # [Bt, r, H'W']
+    dB = _scaled(torch.matmul(dy3, h.reshape(n, r, hw).transpose(1, 2)).sum(0), scale).reshape(B.shape)
     xd = _dropped(x, p, seed)
     gi = g.reshape(h.shape)
     dxa, dA, _ = torch.ops.aten.convolution_backward(gi, xd, A, None, stride, padding, dilation, False, [0, 0], 1, [True, True, False])
@@ -550,9 +568,9 @@ def _conv_weight_backward(ctx, dy):
     scale, stride, padding, dilation = ctx.args
     w_eff = _effective_weight(weight, A, B, scale)
     dx, dw, _ = torch.ops.aten.convolution_backward(dy, x, w_eff, None, stride, padding, dilation, False, [0, 0], 1, [True, True, False])
-    dw2 = dw.reshape(dw.shape[0], -1)
-    dA = (B.reshape(B.shape[0], -1).t() @ dw2).mul_(scale).reshape(A.shape)
-    dB = (dw2 @ A.reshape(A.shape[0], -1).t()).mul_(scale).reshape(B.shape)
+    dw2 = dw.reshape(dw.shape[0], math.prod(dw.shape[1:]))
+    dA = (B.reshape(B.shape[0], B.shape[1]).t() @ dw2).mul_(scale).reshape(A.shape)
+    dB = (dw2 @ A.reshape(A.shape[0], math.prod(A.shape[1:])).t()).mul_(scale).reshape(B.shape)
     return dx, None, None, dA, dB, None, None, None, None
 
 

@@ -10,22 +10,15 @@ and its backward applies the same mask to the gradient.
 """
 from __future__ import annotations
 
-import numbers
 
 import torch
 
 from . import backend
-from ._checks import check_int, check_seed, check_tensor
+from ._checks import check_int, check_probability, check_seed, check_shape, check_tensor
 from .reference import masks as ref
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _ONE = 1 << 24
-
-
-def _probability(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def _offsets(offsets, batch: int) -> list[int]:
@@ -40,11 +33,11 @@ def _offsets(offsets, batch: int) -> list[int]:
 
 
 def _thresholds(keep, further_delta) -> tuple[int, int]:
-    keep = _probability("keep", keep)
+    keep = check_probability("keep", keep)
     first = round(keep * _ONE)
     if further_delta is None:
         return first, -1
-    delta = _probability("further_delta", further_delta)
+    delta = check_probability("further_delta", further_delta)
     return first, round(keep * (1.0 - delta) * _ONE)
 
 
@@ -106,6 +99,11 @@ def apply_mask(x: torch.Tensor, keep: float, seed: int, *, shared_channels: bool
     check_tensor("x", x, dims=4, dtypes=_FLOAT_DTYPES)
     seed = check_seed("seed", seed)
     threshold, further = _thresholds(keep, further_delta)
+    if x.numel() == 0:  # nothing to draw: no per-sample offsets list for a huge batch of empty planes
+        if offsets is not None and not isinstance(offsets, int):
+            _offsets(offsets, x.shape[0])
+        out = torch.zeros_like(x, memory_format=torch.contiguous_format)
+        return (out, out.clone()) if further_delta is not None else out
     out, out_further = _apply_mask_op(x, seed, _offsets(offsets, x.shape[0]), threshold, further, bool(shared_channels))
     return (out, out_further) if further_delta is not None else out
 
@@ -115,9 +113,7 @@ def bernoulli_mask(shape, keep: float, seed: int, *, shared_channels: bool = Tru
     """The mask :func:`apply_mask` applies, materialised: ``[B, 1, H, W]`` when
     ``shared_channels`` else ``[B, C, H, W]`` (``shape`` is ``(B, C, H, W)``), 1 kept / 0 dropped;
     a pair ``(M, M')`` when ``further_delta`` is given."""
-    if len(shape) != 4:
-        raise ValueError(f"shape: expected (B, C, H, W), got {tuple(shape)}")
-    B, C, H, W = (check_int(f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))  # 8.0 is rejected
+    B, C, H, W = check_shape("shape", shape, 4)  # (B, C, H, W); 8.0 is rejected
     ones = torch.ones((B, 1 if shared_channels else C, H, W), dtype=dtype, device=device)
     return apply_mask(ones, keep, seed, shared_channels=shared_channels, offsets=offsets, further_delta=further_delta)
 
@@ -126,9 +122,7 @@ def box_mask(shape, box_size, seed: int, *, offsets=None, dtype: torch.dtype = t
     """``[B, 1, H, W]`` masks that are 1 except for one ``box_size`` (int or (h, w)) box of zeros
     per sample, at a position drawn uniformly from Philox (seed, offset) -- its own stream, not
     correlated with :func:`bernoulli_mask` draws of the same seed."""
-    if len(shape) != 4:
-        raise ValueError(f"shape: expected (B, C, H, W), got {tuple(shape)}")
-    B, _, H, W = (check_int(f"shape[{i}]", s, minimum=0) for i, s in enumerate(shape))
+    B, _, H, W = check_shape("shape", shape, 4)
     if isinstance(box_size, int) and not isinstance(box_size, bool):
         bh = bw = box_size
     elif isinstance(box_size, (tuple, list)) and len(box_size) == 2:

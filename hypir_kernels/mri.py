@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import _extension
-from ._checks import check_int, check_seed, check_tensor
+from ._checks import check_int, check_probability, check_seed, check_tensor
 from .masks import _offsets
 from .reference.masks import philox4x32_10
 
@@ -220,26 +220,23 @@ def mri_column_mask(batch: int, width: int, acceleration: int, seed: int, *, cen
     seed = check_seed("seed", seed)
     if kind not in ("random", "equispaced"):
         raise ValueError(f"kind: expected 'random' or 'equispaced', got {kind!r}")
-    if not 0.0 <= center_fraction <= 1.0:
-        raise ValueError(f"center_fraction: expected [0, 1], got {center_fraction!r}")
-    acs = _acs(width, center_fraction)
+    acs = _acs(width, check_probability("center_fraction", center_fraction))
     total = max(int(round(width / acceleration)), int(acs.sum()))
     others = torch.nonzero(~acs).flatten()
     n_pick = min(total - int(acs.sum()), others.numel())
     offs = _offsets(offsets, batch)
     draws = _column_draws(seed, offs, width, stream=0 if kind == "random" else 1)
     mask = acs[None, :].repeat(batch, 1)
-    for b in range(batch):
-        if n_pick <= 0:
-            continue
+    if n_pick > 0 and batch > 0:  # the whole batch at once (one sample's picks depend only on its draws)
         if kind == "random":
-            order = torch.argsort(draws[b, others] * width + others)  # ties impossible: ranks by (draw, column)
-            mask[b, others[order[:n_pick]]] = True
+            order = torch.argsort(draws[:, others] * width + others, dim=1)  # ties impossible: ranks by (draw, column)
+            picks = others[order[:, :n_pick]]
         else:
             step = others.numel() / n_pick
-            phase = (draws[b, 0].item() / 2**32) * step
-            picks = torch.clamp((phase + step * torch.arange(n_pick, dtype=torch.float64)).long(), max=others.numel() - 1)
-            mask[b, others[picks]] = True
+            phase = (draws[:, :1].double() / 2**32) * step
+            idx = (phase + step * torch.arange(n_pick, dtype=torch.float64)).long().clamp(max=others.numel() - 1)
+            picks = others[idx]
+        mask.scatter_(1, picks, True)
     return mask.to(dtype)
 
 
@@ -251,13 +248,16 @@ def mri_further_mask(mask: torch.Tensor, remove: int, seed: int, *, center_fract
     check_int("remove", remove, minimum=0)
     seed = check_seed("seed", seed)
     B, W = mask.shape
-    acs = _acs(W, center_fraction)
+    acs = _acs(W, check_probability("center_fraction", center_fraction))
     draws = _column_draws(seed, _offsets(offsets, B), W, stream=2)
     out = mask.clone()
-    for b in range(B):
-        removable = torch.nonzero((mask[b] != 0).cpu() & ~acs).flatten()
-        if remove > removable.numel():
-            raise ValueError(f"remove: sample {b} has only {removable.numel()} non-ACS lines, cannot remove {remove}")
-        order = torch.argsort(draws[b, removable] * W + removable)
-        out[b, removable[order[:remove]].to(mask.device)] = 0
+    removable = (mask != 0).cpu() & ~acs  # [B, W]
+    counts = removable.sum(1)
+    if B and remove > int(counts.min()):
+        b = int(counts.argmin())
+        raise ValueError(f"remove: sample {b} has only {int(counts[b])} non-ACS lines, cannot remove {remove}")
+    if remove and B:  # rank the removable columns by (draw, column), the others last; drop the first `remove`
+        key = torch.where(removable, draws * W + torch.arange(W), torch.iinfo(torch.int64).max)
+        drop = torch.argsort(key, dim=1)[:, :remove]
+        out[torch.arange(B)[:, None].to(mask.device), drop.to(mask.device)] = 0
     return out

@@ -79,6 +79,11 @@ def add_noise(x: torch.Tensor, sigma, seed: int, *, offsets=None) -> torch.Tenso
     seed = check_seed("seed", seed)
     B = x.shape[0]
     acc = torch.float64 if x.dtype in (torch.float64, torch.complex128) else torch.float32
+    if x.numel() == 0:  # nothing to draw: check the arguments without per-sample lists for a huge batch
+        _sigmas(sigma, B if isinstance(sigma, torch.Tensor) and sigma.dim() else 1, x.device, acc)
+        if offsets is not None and not isinstance(offsets, int):
+            _offsets(offsets, B)
+        return x.clone(memory_format=torch.contiguous_format)
     s = _sigmas(sigma, B, x.device, acc)
     offs = _offsets(offsets, B)
     if x.is_complex():

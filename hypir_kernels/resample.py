@@ -19,6 +19,8 @@ block). :func:`resample_matrix` builds the dense matrix of one axis for inspecti
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._checks import check_int, check_tensor
@@ -95,6 +97,8 @@ def downsample_adjoint(y: torch.Tensor, factor: int, mode: str = "area") -> torc
     if factor == 1:
         return y.clone()
     h, w = y.shape[-2:]
+    if math.prod(max(n, 1) for n in y.shape) * factor * factor >= 1 << 62:  # sizes and strides must fit int64
+        raise ValueError(f"factor: {factor} makes the output of a {tuple(y.shape)} y too large to store")
     if y.numel() == 0:
         return y.new_zeros(*y.shape[:-2], h * factor, w * factor)
     acc = _acc(y)

@@ -325,6 +325,18 @@ def test_tiled_apply_bad_input(kwargs, arg):
         hk.tiled_apply(lambda t: t, torch.randn(1, 1, 20, 20), **kwargs)
     with pytest.raises(ValueError, match="^x"):
         hk.tiled_apply(lambda t: t, torch.randn(20, 20), 8, 4)
+    with pytest.raises(ValueError, match="^x: expected dtype"):
+        hk.tiled_apply(lambda t: t.float(), torch.zeros(1, 1, 20, 20, dtype=torch.int64), 8, 4)
+    with pytest.raises(ValueError, match="^fn: expected a callable"):
+        hk.tiled_apply(None, torch.randn(1, 1, 20, 20), 8, 4)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 20, 20), (1, 0, 20, 20), (1, 3, 0, 20), (2, 3, 20, 0)])
+def test_tiled_apply_empty_input_is_fn_of_x(shape):
+    """Nothing to tile: fn sees x itself (padding an empty plane raised inside F.pad)."""
+    x = torch.zeros(shape)
+    out = hk.tiled_apply(lambda t: t.repeat_interleave(2, -1).repeat_interleave(2, -2), x, 8, 4, scale=2)
+    assert out.shape == (*shape[:2], shape[2] * 2, shape[3] * 2)
 
 
 def test_kernel_op_rejects_bad_geometry_itself():

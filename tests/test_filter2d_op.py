@@ -219,3 +219,25 @@ def test_non_finite_input_stays_local_on_the_cpu(k, padding):
     assert torch.allclose(y[far], hk.filter2d(clean, kernels, padding)[far], atol=1e-5)
     adj = torch.isnan(hk.filter2d_adjoint(x, kernels, padding))
     assert adj[0, 1, 5, 6] and adj.sum() <= (2 * r + 1) ** 2 * 4 and not adj[1].any()
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4, 0), (2, 1, 0, 5), (2, 1, 5, 0), (0, 0, 0, 0)])
+def test_cpu_ops_take_empty_images(shape):
+    """The fused FFT kernel divided by zero (SIGFPE) on an empty plane; the library op hit MKL errors."""
+    x = torch.zeros(shape, dtype=torch.float64)
+    k = 3
+    taps = torch.zeros(shape[0], k, 12 // 2 + 1, dtype=torch.complex128)
+    assert torch.ops.hypir_kernels._filter2d_fft(x, taps, 12, 2, True).shape == shape
+    assert torch.ops.hypir_kernels.filter2d_cpu(x, torch.zeros(shape[0], k, k, dtype=torch.float64), 0, False).shape == shape
+
+
+def test_filter2d_cpu_op_checks_its_arguments():
+    ops = torch.ops.hypir_kernels
+    with pytest.raises(ValueError, match="^pad:"):
+        ops.filter2d_cpu(torch.zeros(1, 1, 4, 4), torch.zeros(1, 3, 3), 7, False)
+    with pytest.raises(ValueError, match="^kernels:"):
+        ops.filter2d_cpu(torch.zeros(1, 1, 4, 4), torch.zeros(2, 3, 3), 0, False)
+    with pytest.raises(ValueError, match="^pad:"):
+        ops.separable_filter(torch.zeros(1, 1, 4, 4), torch.zeros(1, 3), torch.zeros(1, 3), -1, False)
+    with pytest.raises(ValueError, match="^y: expected 4 dims"):  # the adjoint names its own argument
+        hk.filter2d_adjoint(torch.zeros(4, 4), torch.zeros(1, 3, 3))

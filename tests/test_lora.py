@@ -3,6 +3,7 @@ HYPIR's target modules), the Triton kernels under the interpreter (incl. in-kern
 cost model's choices, exact merge/unmerge, saved tensors, and bad input."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 import hypir_kernels as hk
 from hypir_kernels import lora, use_backend
@@ -309,6 +310,10 @@ def _linear_args(**over):
         (dict(strategy="fast"), "strategy"),
         (dict(strategy="weight", dropout_p=0.1), "strategy: 'weight' cannot apply dropout"),
         (dict(x=torch.zeros(3, 8, dtype=torch.int64)), "x: expected dtype"),
+        (dict(lora_A=torch.zeros(0, 8), lora_B=torch.zeros(6, 0)), "lora_A: rank \\(dim 0\\) must be >= 1"),
+        (dict(scale=1e39), "scale: 1e\\+39 overflows torch.float32"),
+        (dict(seed=[1]), "seed: expected an int"),  # was a TypeError from int()
+        (dict(seed=2**64), "seed: expected an int in"),
     ],
 )
 def test_bad_linear_input(over, match):
@@ -324,6 +329,16 @@ def test_bad_linear_input(over, match):
         (dict(groups=2), "groups"),
         (dict(stride=(1, 2, 3)), "stride"),
         (dict(x=torch.zeros(1, 5, 8, 8)), "x: channels"),
+        # F.conv2d rejects zero out channels, returns a wrong shape for zero in channels, and
+        # runs no convolution over an empty plane: ours answers with a ValueError instead.
+        (dict(weight=torch.zeros(0, 4, 3, 3), lora_B=torch.zeros(0, 2, 1, 1)), "weight: out and in channels"),
+        (dict(x=torch.zeros(1, 0, 8, 8), weight=torch.zeros(6, 0, 3, 3), lora_A=torch.zeros(2, 0, 3, 3)), "weight: out and in"),
+        (dict(x=torch.zeros(1, 4, 0, 8), padding=1), "x: height and width must be >= 1"),
+        (dict(x=torch.zeros(1, 4, 2, 8)), "x: padded height 2"),
+        (dict(stride=2**63), "stride: expected <="),  # overflowed inside F.conv2d's argument parser
+        (dict(x=torch.zeros(1, 4, 8, 8, dtype=torch.float16), weight=torch.zeros(6, 4, 3, 3, dtype=torch.float16),
+              lora_A=torch.zeros(2, 4, 3, 3, dtype=torch.float16), lora_B=torch.zeros(6, 2, 1, 1, dtype=torch.float16),
+              scale=1e5), "scale: 100000.0 overflows torch.float16"),
     ],
 )
 def test_bad_conv_input(over, match):
@@ -418,3 +433,17 @@ def test_weight_and_conv_ops_check_their_own_arguments():
     with pytest.raises(ValueError, match="^stride:"):
         ops.lora_conv2d_weight(x, w, None, A, B, 1.0, [0, 1], [1, 1], [1, 1])
     assert ops.lora_conv2d_weight(x, w, None, A, B, 1.0, *g).shape == (1, 4, 5, 5)
+
+
+@pytest.mark.parametrize("strategy", ["activation", "weight"])
+def test_empty_linear_dims_work_like_f_linear(strategy):
+    """N = 0, in = 0 and out = 0 are valid F.linear shapes; `reshape(-1, ...)` failed on them."""
+    for N, fin, fout in ((0, 3, 4), (2, 0, 4), (2, 3, 0), (0, 0, 0)):
+        x = torch.rand(N, fin, requires_grad=True)
+        w, A, B = torch.rand(fout, fin), torch.rand(2, fin, requires_grad=True), torch.rand(fout, 2, requires_grad=True)
+        y = hk.lora_linear(x, w, None, A, B, 0.5, strategy=strategy)
+        torch.testing.assert_close(y, F.linear(x, w + 0.5 * B @ A))
+        y.sum().backward()
+        assert x.grad.shape == x.shape and A.grad.shape == A.shape and B.grad.shape == B.shape
+    y = hk.lora_linear(torch.rand(0, 5, 3), torch.rand(4, 3), None, torch.rand(2, 3), torch.rand(4, 2), 1.0, strategy=strategy)
+    assert y.shape == (0, 5, 4)

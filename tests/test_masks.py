@@ -158,7 +158,7 @@ def test_box_mask():
     [
         (dict(x=torch.zeros(2, 8, 8)), "x: expected 4 dims"),
         (dict(x=torch.zeros(1, 1, 4, 4, dtype=torch.int32)), "x: expected dtype"),
-        (dict(keep=1.5), "keep: expected a probability"),
+        (dict(keep=1.5), "keep: expected a number in \\[0, 1\\]"),
         (dict(keep=-0.1), "keep"),
         (dict(further_delta=2.0), "further_delta"),
         (dict(seed=-1), "seed"),
@@ -229,3 +229,27 @@ def test_empty_batch_on_every_backend():
         with use_backend(name):
             assert hk.apply_mask(x, 0.5, 1).shape == (0, 3, 8, 8)
             assert hk.add_noise(x, 0.5, 1).shape == (0, 3, 8, 8)
+
+
+def test_huge_batches_of_empty_samples_cost_nothing():
+    """No per-sample offsets list (or sigma vector) for 2^31 empty samples: that took gigabytes."""
+    import time
+
+    t0 = time.perf_counter()
+    x = torch.zeros(2**31, 3, 0, 4)
+    assert hk.apply_mask(x, 0.5, 1).shape == x.shape
+    assert hk.apply_mask(x, 0.5, 1, further_delta=0.2)[1].shape == x.shape
+    assert hk.add_noise(x, 0.3, 1).shape == x.shape
+    assert hk.bernoulli_mask((2**31, 1, 4, 0), 0.5, 1).shape == (2**31, 1, 4, 0)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ValueError, match="^offsets"):
+        hk.apply_mask(torch.zeros(3, 1, 0, 2), 0.5, 1, offsets=[1, 2])
+    with pytest.raises(ValueError, match="^sigma"):
+        hk.add_noise(torch.zeros(3, 0), -1.0, 1)
+
+
+@pytest.mark.parametrize("shape", [torch.tensor(4), None, "BCHW", 4, (1, 1, 4)])
+def test_mask_shape_must_be_a_tuple_of_four_ints(shape):
+    for fn in (lambda: hk.bernoulli_mask(shape, 0.5, 0), lambda: hk.box_mask(shape, 1, 0)):
+        with pytest.raises(ValueError, match="^shape: expected"):
+            fn()

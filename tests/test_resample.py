@@ -63,6 +63,12 @@ def test_non_finite_input_stays_local(mode, window, bad):
     assert 0 < (~hk.downsample_adjoint(g, 2, mode).isfinite()).sum() <= (2 * window) ** 2
 
 
+def test_adjoint_rejects_an_output_too_large_to_store():
+    for y in (torch.zeros(1, 1, 1, 1), torch.zeros(0, 0, 1, 2)):
+        with pytest.raises(ValueError, match="^factor: .* too large"):
+            hk.downsample_adjoint(y, 2**31, "area")
+
+
 def test_empty_batches_and_planes():
     for mode in ("area", "bicubic"):
         assert hk.downsample(torch.zeros(0, 3, 8, 8), 2, mode).shape == (0, 3, 4, 4)
