@@ -57,20 +57,36 @@ def _weight_code(weight: str) -> int:
     return WEIGHTS.index(weight)
 
 
-def _scale_fraction(scale) -> Fraction:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, Fraction)) or not scale > 0:
+def _scale_fraction(scale) -> tuple[int, int]:
+    """``scale`` as a reduced ratio ``(p, q)``, ``q <= 4096``. Plain int arithmetic (a continued
+    fraction), not ``fractions.Fraction``: dynamo in torch 2.11 cannot trace ``float(Fraction)``."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, Fraction)) or not scale > 0 or not math.isfinite(scale):
         raise ValueError(f"scale: expected a positive number (e.g. 8 or 1/8), got {scale!r}")
-    frac = Fraction(scale).limit_denominator(1 << 12)
-    if abs(float(frac) - float(scale)) > 1e-9 * float(scale):
-        raise ValueError(f"scale: {scale!r} is not a simple ratio such as 8 or 1/8")
-    return frac
+    if isinstance(scale, int):
+        return scale, 1
+    if isinstance(scale, Fraction) and scale.denominator <= 1 << 12:
+        return scale.numerator, scale.denominator
+    target = float(scale)
+    h0, h1, k0, k1 = 0, 1, 1, 0  # convergents h/k of the continued fraction of target
+    x = target
+    for _ in range(64):
+        a = math.floor(x)
+        h0, h1, k0, k1 = h1, a * h1 + h0, k1, a * k1 + k0
+        if k1 > 1 << 12:
+            break
+        if abs(h1 / k1 - target) <= 1e-9 * target:
+            return h1, k1
+        if x == a:
+            break
+        x = 1.0 / (x - a)
+    raise ValueError(f"scale: {scale!r} is not a simple ratio such as 8 or 1/8")
 
 
-def _scaled(value: int, scale: Fraction, what: str) -> int:
-    v = value * scale
-    if v.denominator != 1:
-        raise ValueError(f"{what}: {value} x scale {scale} = {float(v)} is not a whole number of pixels")
-    return int(v)
+def _scaled(value: int, scale: tuple[int, int], what: str) -> int:
+    p, q = scale
+    if (value * p) % q:
+        raise ValueError(f"{what}: {value} x scale {p}/{q} = {value * p / q} is not a whole number of pixels")
+    return value * p // q
 
 
 def _origin_pairs(origins) -> list[tuple[int, int]]:
