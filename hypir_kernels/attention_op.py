@@ -110,9 +110,9 @@ def _empty_output(q: torch.Tensor) -> torch.Tensor:
 @torch.library.custom_op("hypir_kernels::attention_forward", mutates_args=())
 def _attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton forward: (output [B, H, Sq, D], log-sum-exp [B, H, Sq] fp32)."""
+    _check_triton_args(q, k, v, scale)
     from .triton import attention as kernels
 
-    _check_triton_args(q, k, v, scale)
     out = _empty_output(q)
     lse = kernels.forward(q, k, v, scale, out)
     return out, lse
@@ -129,9 +129,9 @@ def _attention_backward(
     grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton backward: (dq, dk, dv)."""
+    _check_triton_args(q, k, v, scale)
     from .triton import attention as kernels
 
-    _check_triton_args(q, k, v, scale)
     for name, t in (("grad_out", grad_out), ("out", out)):
         check_tensor(name, t, dims=4, dtypes=(q.dtype,), device=q.device)
         if t.shape != q.shape:
