@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from . import _extension  # noqa: F401  (loads the C++ op registrations first)
 from ._extension import cpu_cache_bytes, empty_cpu_cache  # noqa: E402
-from .attention_op import HEAD_DIMS, attention  # noqa: E402
+from .attention_op import ATTENTION_BACKENDS, HEAD_DIMS, attention, attention_backend  # noqa: E402
 from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
@@ -21,11 +21,12 @@ from .noise import add_noise  # noqa: E402
 from .resample import downsample, downsample_adjoint  # noqa: E402
 
 
+from . import _info as _info_module  # noqa: E402  (not .info: importing that submodule rebinds hk.info)
+
+
 def info() -> dict:
     """Versions, what the extension contains, and the backend each op takes per device."""
-    from .info import collect
-
-    return collect()
+    return _info_module.collect()
 
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "add_noise",
     "apply_mask",
     "attention",
+    "attention_backend",
+    "ATTENTION_BACKENDS",
     "bernoulli_mask",
     "box_mask",
     "downsample",

@@ -60,7 +60,68 @@ def _check(q, k, v, scale) -> float:
     return float(scale)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+# Per-call backend choice. "auto" picks per (device capability, dtype, head dim, token counts,
+# training); the other names force one path. SDPA's kernels are chosen through
+# torch.nn.attention.sdpa_kernel with a priority list, so a backend that cannot take a shape
+# falls through to the next one instead of failing.
+ATTENTION_BACKENDS = ("auto", "triton", "sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math")
+_CUDNN_HEAD_DIMS = (64, 128)
+_LONG = 4096  # tokens from which cuDNN attention won every measured shape on the H100
+_SHORT = 256  # at or below this many tokens on either side, memory-efficient SDPA won most forward shapes
+
+
+def choose_attention_backend(device_type: str, capability: tuple[int, int] | None, dtype: torch.dtype, head_dim: int,
+                             q_len: int, k_len: int, training: bool) -> str:
+    """The ``auto`` rule, from the H100 run of 2026-11-23 (``shared/gpu-runs``; bf16, SD2.1 shapes,
+    B 2, D 64). Our Triton kernel lost every measured shape to the best SDPA backend there
+    (0.32-0.89x; at 16384 tokens it beat flash by 1.19x but cuDNN beat it by 1.4x), so ``auto``
+    never picks it; ``backend="triton"`` still runs it.
+
+    * CPU: ``"sdpa"`` (PyTorch's blocked flash kernel on the CPU).
+    * CUDA, 16-bit, sm_90+, head dim 64/128, both sides >= 4096 tokens: ``"sdpa_cudnn"``
+      (1.3-1.6x flash fwd and fwd+bwd at 4096 and 16384 tokens).
+    * CUDA, 16-bit, either side <= 256 tokens (cross-attention to 77 text tokens, the deepest
+      levels): ``"sdpa_efficient"``; otherwise ``"sdpa_flash"``.
+    * CUDA float32/float64 (no flash or cuDNN kernel): ``"sdpa_efficient"``.
+    """
+    if device_type != "cuda":
+        return "sdpa"
+    if dtype not in (torch.float16, torch.bfloat16):
+        return "sdpa_efficient"
+    if capability is not None and capability >= (9, 0) and head_dim in _CUDNN_HEAD_DIMS and min(q_len, k_len) >= _LONG:
+        return "sdpa_cudnn"
+    if min(q_len, k_len) <= _SHORT:
+        return "sdpa_efficient"
+    return "sdpa_flash"
+
+
+def _sdpa_priority(name: str) -> list:
+    from torch.nn.attention import SDPBackend as B
+
+    first = {"sdpa_cudnn": B.CUDNN_ATTENTION, "sdpa_flash": B.FLASH_ATTENTION,
+             "sdpa_efficient": B.EFFICIENT_ATTENTION, "sdpa_math": B.MATH}[name]
+    return [first] + [b for b in (B.FLASH_ATTENTION, B.EFFICIENT_ATTENTION, B.CUDNN_ATTENTION, B.MATH) if b != first]
+
+
+def attention_backend(q: torch.Tensor, k: torch.Tensor, backend: str = "auto") -> str:
+    """The backend :func:`attention` uses for these tensors: ``"triton"``, ``"sdpa"`` (PyTorch
+    picks) or ``"sdpa_<kernel>"`` (that SDPA kernel first). Training = gradients enabled and a
+    tensor requiring them."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"backend: expected one of {ATTENTION_BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    from . import backend as registry
+
+    if registry.forced_backend() is not None:  # use_backend(...) / HYPIR_KERNELS_BACKEND
+        return "triton" if registry.select(registry.REGISTRY["attention"], q.device) == "triton" else "sdpa"
+    cap = torch.cuda.get_device_capability(q.device) if q.device.type == "cuda" else None
+    training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    return choose_attention_backend(q.device.type, cap, q.dtype, q.shape[-1], q.shape[-2], k.shape[-2], training)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
+              backend: str = "auto") -> torch.Tensor:
     """``softmax(q k^T * scale) v`` per batch and head.
 
     Args:
@@ -68,6 +129,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | 
         k, v: ``[B, H, Sk, D]``, same dtype and device as ``q``; ``Sk >= 1``, ``Sk`` may differ
             from ``Sq`` (cross-attention, e.g. 77 text tokens).
         scale: softmax scale, default ``1 / sqrt(D)``.
+        backend: ``"auto"`` (see :func:`choose_attention_backend`; :func:`attention_backend`
+            tells the choice), or one of :data:`ATTENTION_BACKENDS` to force it.
 
     ``D`` must be in :data:`HEAD_DIMS`. dtypes float16, bfloat16, float32 (accumulation in fp32);
     float64 on the reference backend only. Returns ``[B, H, Sq, D]`` in ``q``'s dtype; on the
@@ -75,7 +138,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | 
     (``transpose(1, 2).reshape(B, Sq, H * D)``) is free.
     """
     scale = _check(q, k, v, scale)
-    return backend.dispatch("attention", q.device)(q, k, v, scale)
+    name = attention_backend(q, k, backend)
+    if name == "triton":
+        return _triton(q, k, v, scale)
+    if name == "sdpa":
+        return _sdpa(q, k, v, scale)
+    from torch.nn.attention import sdpa_kernel
+
+    with sdpa_kernel(_sdpa_priority(name), set_priority=True):
+        return _sdpa(q, k, v, scale)
 
 
 def _sdpa(q, k, v, scale):
@@ -83,6 +154,9 @@ def _sdpa(q, k, v, scale):
 
 
 def _triton(q, k, v, scale):
+    ok, why = backend.runnable(backend.REGISTRY["attention"], "triton", q.device.type)
+    if not ok:
+        raise ValueError(f"backend: 'triton' cannot run here: {why}")
     if q.dtype not in _TRITON_DTYPES:
         raise ValueError(f"q: the triton backend supports float16, bfloat16 and float32, got {q.dtype}")
     return torch.ops.hypir_kernels.attention_forward(q, k, v, scale)[0]

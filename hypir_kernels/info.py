@@ -1,73 +1,8 @@
-"""``python -m hypir_kernels.info``: versions, extension build and backend choices."""
-from __future__ import annotations
+"""``python -m hypir_kernels.info``: versions, extension build and backend choices (the code is in
+``_info``; a submodule named like the function ``hypir_kernels.info`` would replace it on import)."""
+from ._info import collect, format_info, main
 
-import torch
-
-from . import __version__, _extension, backend
-
-
-def _triton_version() -> str | None:
-    try:
-        import triton
-    except ImportError:
-        return None
-    return triton.__version__
-
-
-def collect() -> dict:
-    ops = {}
-    for name, op in sorted(backend.REGISTRY.items()):
-        row = {}
-        for device in ("cpu", "cuda"):
-            try:
-                row[device] = backend.select(op, device)
-            except RuntimeError as exc:  # a forced backend that cannot run there
-                row[device] = f"error: {exc}"
-        row["implemented"] = list(op.impls)
-        if op.kernel_op:
-            row["registered"] = [k for k in ("CPU", "CUDA") if _extension.has_kernel(op.kernel_op, k)]
-        ops[name] = row
-    return {
-        "hypir_kernels": __version__,
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "triton": _triton_version(),
-        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "extension_cpu": _extension.cpu_available(),
-        "extension_cuda": _extension.cuda_built(),
-        "extension_cuda_archs": _extension.cuda_archs(),
-        "extension_error": None if _extension.import_error() is None else str(_extension.import_error()),
-        "forced_backend": backend.forced_backend(),
-        "cpu_output_cache_bytes": _extension.cpu_cache_bytes(),
-        "ops": ops,
-    }
-
-
-def format_info(data: dict) -> str:
-    lines = [
-        f"hypir_kernels {data['hypir_kernels']}",
-        f"torch         {data['torch']} (CUDA {data['torch_cuda']})",
-        f"triton        {data['triton']}",
-        f"CUDA device   {data['cuda_device'] or 'none'}",
-        f"extension     CPU part: {'built' if data['extension_cpu'] else 'missing'}; "
-        f"CUDA part: {'built for ' + ', '.join(data['extension_cuda_archs']) if data['extension_cuda'] else 'not built'}",
-    ]
-    if data["extension_error"]:
-        lines.append(f"              import error: {data['extension_error']}")
-    lines.append(f"forced        {data['forced_backend'] or 'none (automatic)'}")
-    lines.append(f"CPU out cache {data['cpu_output_cache_bytes'] / 2**20:.1f} MiB held")
-    lines.append("")
-    width = max([len("op")] + [len(name) for name in data["ops"]]) + 2
-    lines.append(f"{'op':<{width}}{'CPU tensors':<14}{'CUDA tensors':<14}{'C++ registered':<16}implemented")
-    for name, row in data["ops"].items():
-        reg = ",".join(row.get("registered", [])) or "-"
-        lines.append(f"{name:<{width}}{row['cpu']:<14}{row['cuda']:<14}{reg:<16}{','.join(row['implemented'])}")
-    return "\n".join(lines)
-
-
-def main() -> None:
-    print(format_info(collect()))
-
+__all__ = ["collect", "format_info", "main"]
 
 if __name__ == "__main__":
     main()

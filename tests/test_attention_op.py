@@ -219,3 +219,46 @@ def test_backward_op_checks_its_own_arguments(edit, name):
     g, out, lse = edit(torch.ones_like(q), out, lse)
     with pytest.raises(ValueError, match=f"^{name}:"):
         torch.ops.hypir_kernels.attention_backward(g, q, k, v, out, lse, 0.1)
+
+
+# ---- per-call backend choice (issue 10): pinned on SD2.1 shapes ----------------------------------
+
+@pytest.mark.parametrize("cap,dtype,sq,sk,training,expected", [
+    ((9, 0), torch.bfloat16, 4096, 4096, False, "sdpa_cudnn"),    # cuDNN won every measured shape >= 4096 tokens
+    ((9, 0), torch.bfloat16, 16384, 16384, True, "sdpa_cudnn"),
+    ((9, 0), torch.float16, 1024, 1024, True, "sdpa_flash"),
+    ((9, 0), torch.bfloat16, 4096, 77, False, "sdpa_efficient"),  # cross-attention to the text tokens
+    ((9, 0), torch.bfloat16, 256, 256, True, "sdpa_efficient"),
+    ((8, 0), torch.bfloat16, 16384, 16384, False, "sdpa_flash"),  # no cuDNN preference before Hopper
+    ((9, 0), torch.float32, 4096, 4096, False, "sdpa_efficient"),  # no flash/cuDNN kernel for fp32
+])
+def test_auto_choice_on_sd2_shapes(cap, dtype, sq, sk, training, expected):
+    assert hk.attention_op.choose_attention_backend("cuda", cap, dtype, 64, sq, sk, training) == expected
+
+
+def test_auto_never_picks_triton_and_cpu_takes_sdpa():
+    choices = {hk.attention_op.choose_attention_backend("cuda", cap, dt, d, s, s2, t)
+               for cap in ((8, 0), (8, 9), (9, 0), (10, 0)) for dt in (torch.float16, torch.bfloat16, torch.float32)
+               for d in hk.HEAD_DIMS for s in (64, 256, 1024, 4096, 16384) for s2 in (77, 4096) for t in (False, True)}
+    assert "triton" not in choices
+    q, k, v = _qkv()
+    assert hk.attention_backend(q, k) == "sdpa"
+    assert hk.info()["attention_auto"]["CPU tensors"] == "sdpa"
+
+
+@pytest.mark.parametrize("name", ["sdpa", "sdpa_math", "sdpa_efficient", "sdpa_flash", "sdpa_cudnn"])
+def test_forced_sdpa_backends_agree_on_cpu(name):
+    """Forcing an SDPA kernel the CPU lacks falls through the priority list (math / CPU flash)."""
+    q, k, v = (torch.randn(2, 3, 17, 64, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(hk.attention(q, k, v, backend=name), F.scaled_dot_product_attention(q, k, v))
+    assert hk.attention_backend(q, k, name) == name
+
+
+def test_backend_argument_checked_and_triton_forced():
+    q, k, v = (torch.randn(1, 2, 8 + 5 * (i > 0), 64) for i in range(3))
+    with pytest.raises(ValueError, match="^backend: expected one of"):
+        hk.attention(q, k, v, backend="xformers")
+    ref = F.scaled_dot_product_attention(q, k, v)
+    with hk.use_backend("triton"):  # the global forcing still reaches our kernel
+        assert hk.attention_backend(q, k) == "triton"
+    torch.testing.assert_close(hk.attention(q, k, v, backend="triton"), ref, rtol=2e-3, atol=2e-3)

@@ -20,3 +20,9 @@ def test_info_reports_versions_build_and_backends():
 def test_info_cli():
     out = subprocess.run([sys.executable, "-m", "hypir_kernels.info"], capture_output=True, text=True, check=True).stdout
     assert "blend_tiles" in out and "extension" in out and "torch" in out
+
+
+def test_info_can_be_called_twice():
+    """The first call imported the submodule hypir_kernels.info, which rebound hk.info to it."""
+    assert hk.info()["hypir_kernels"] == hk.info()["hypir_kernels"]
+    assert callable(hk.info)
