@@ -139,6 +139,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | 
     """
     scale = _check(q, k, v, scale)
     name = attention_backend(q, k, backend)
+    if q.numel() == 0:  # B, H or Sq = 0: nothing to attend (torch 2.11's CPU SDPA dies of SIGFPE with H = 0)
+        return torch.zeros_like(q) + 0 * (q.sum() + k.sum() + v.sum())  # empty, still on the autograd graph
     if name == "triton":
         return _triton(q, k, v, scale)
     if name == "sdpa":

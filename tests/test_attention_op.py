@@ -262,3 +262,14 @@ def test_backend_argument_checked_and_triton_forced():
     with hk.use_backend("triton"):  # the global forcing still reaches our kernel
         assert hk.attention_backend(q, k) == "triton"
     torch.testing.assert_close(hk.attention(q, k, v, backend="triton"), ref, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("shape", [(4, 0, 3, 32), (0, 2, 3, 32), (2, 2, 0, 32)])
+def test_empty_queries_give_empty_outputs_with_gradients(shape):
+    """torch 2.11's CPU SDPA died of SIGFPE on zero heads (found by the property test)."""
+    q = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(shape[0], shape[1], 5, shape[3], dtype=torch.float64, requires_grad=True)
+    out = hk.attention(q, k, k)
+    assert out.shape == shape
+    out.sum().backward()
+    assert q.grad.shape == shape and k.grad.shape == k.shape
