@@ -5,8 +5,8 @@
 * CPU, group ``attention_unet_cpu``: a small UNet2DConditionModel forward with our processor vs
   diffusers' default ``AttnProcessor2_0`` (our op takes SDPA on the CPU: no added overhead).
 * GPU (``gpu`` marker, skipped without CUDA), groups ``attention_<shape>_<fwd|fwd+bwd>``: the
-  SD2.1 attention shapes at 512 and 1024 px in bf16, ours vs SDPA flash, SDPA memory-efficient
-  and xformers (when installed); ``extra_info["tflops"]`` holds each implementation's TFLOP/s.
+  SD2.1 attention shapes at 512 and 1024 px in bf16, ours (``backend="auto"``) and our Triton
+  kernel (``ours_triton``) vs SDPA flash, memory-efficient, cuDNN (sm_90+) and xformers (when installed); ``extra_info["tflops"]`` holds each implementation's TFLOP/s.
 """
 import pytest
 import torch
@@ -35,7 +35,7 @@ GPU_SHAPES = case.sd2_shapes(512) + case.sd2_shapes(1024)
 @pytest.mark.gpu
 @pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape", GPU_SHAPES, ids=[s.name.replace(" ", "_") for s in GPU_SHAPES])
-@pytest.mark.parametrize("impl", ["ours", "sdpa_flash", "sdpa_efficient", "xformers"])
+@pytest.mark.parametrize("impl", ["ours", "ours_triton", "sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "xformers"])
 def test_attention_gpu(benchmark, impl, shape, backward):
     impls = case.implementations()
     if impl not in impls:

@@ -60,10 +60,11 @@ def make_qkv(shape: Shape, dtype=torch.bfloat16, device="cuda", requires_grad=Fa
 
 
 def sdpa_with(backend_name: str):
-    """``F.scaled_dot_product_attention`` restricted to one SDPA backend ("flash", "efficient")."""
+    """``F.scaled_dot_product_attention`` restricted to one SDPA backend ("flash", "efficient", "cudnn")."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    which = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}[backend_name]
+    which = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+             "cudnn": SDPBackend.CUDNN_ATTENTION}[backend_name]
 
     def run(q, k, v):
         with sdpa_kernel(which):
@@ -86,7 +87,11 @@ def implementations() -> dict:
     """name -> fn(q, k, v) for the GPU comparison; anchors that are not installed, or installed but
     unable to run here (an xformers wheel built for another torch has no usable CUDA operator), are
     left out -- see :func:`unavailable`."""
-    impls = {"ours": attention, "sdpa_flash": sdpa_with("flash"), "sdpa_efficient": sdpa_with("efficient")}
+    impls = {"ours": attention,  # backend="auto": the per-shape choice users get
+             "ours_triton": lambda q, k, v: attention(q, k, v, backend="triton"),
+             "sdpa_flash": sdpa_with("flash"), "sdpa_efficient": sdpa_with("efficient")}
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0):
+        impls["sdpa_cudnn"] = sdpa_with("cudnn")
     try:
         xf = xformers_attention()
         if torch.cuda.is_available():  # probe once on a tiny input

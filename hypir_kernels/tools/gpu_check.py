@@ -83,7 +83,7 @@ def benchmark_groups(path: str) -> dict:
     for b in data.get("benchmarks", []):
         groups.setdefault(b.get("group") or b["name"], {})[b["name"]] = {"median_ms": b["stats"]["median"] * 1e3}
     for entries in groups.values():
-        ours = [v["median_ms"] for k, v in entries.items() if "ours" in k]
+        ours = [v["median_ms"] for k, v in entries.items() if re.search(r"\[ours[-\]]|(^|_)ours(\[|$)", k)]
         for v in entries.values():
             v["ours_over_this"] = None if not ours else round(v["median_ms"] / ours[0], 3)
     return groups

@@ -21,6 +21,7 @@ def test_benchmark_groups_give_ratios_to_ours(tmp_path):
     path = tmp_path / "b.json"
     stats = lambda ms: {"median": ms / 1e3}  # noqa: E731
     path.write_text(json.dumps({"benchmarks": [
+        {"group": "attn", "name": "test_attention_gpu[ours_triton-512]", "stats": stats(4.0)},
         {"group": "attn", "name": "test_attention_gpu[ours-512]", "stats": stats(2.0)},
         {"group": "attn", "name": "test_attention_gpu[sdpa_flash-512]", "stats": stats(1.0)},
         {"group": "blend", "name": "test_gpu_blend[cuda]", "stats": stats(3.0)},
@@ -28,6 +29,7 @@ def test_benchmark_groups_give_ratios_to_ours(tmp_path):
     groups = gpu_check.benchmark_groups(str(path))
     assert groups["attn"]["test_attention_gpu[sdpa_flash-512]"]["ours_over_this"] == 0.5  # ours 2x slower
     assert groups["attn"]["test_attention_gpu[ours-512]"]["ours_over_this"] == 1.0
+    assert groups["attn"]["test_attention_gpu[ours_triton-512]"]["ours_over_this"] == 2.0  # not taken as "ours"
     assert groups["blend"]["test_gpu_blend[cuda]"]["ours_over_this"] is None  # no "ours" entry in the group
     assert gpu_check.benchmark_groups(str(tmp_path / "missing.json")) == {}
 
