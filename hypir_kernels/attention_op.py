@@ -103,6 +103,13 @@ def _sdpa_priority(name: str) -> list:
     return [first] + [b for b in (B.FLASH_ATTENTION, B.EFFICIENT_ATTENTION, B.CUDNN_ATTENTION, B.MATH) if b != first]
 
 
+@torch.compiler.assume_constant_result  # dynamo in torch 2.11 cannot trace the ContextVar behind use_backend
+def _forced_attention_backend(device_type: str) -> str | None:
+    if backend.forced_backend() is None:
+        return None
+    return "triton" if backend.select(backend.REGISTRY["attention"], device_type) == "triton" else "sdpa"
+
+
 def attention_backend(q: torch.Tensor, k: torch.Tensor, backend: str = "auto") -> str:
     """The backend :func:`attention` uses for these tensors: ``"triton"``, ``"sdpa"`` (PyTorch
     picks) or ``"sdpa_<kernel>"`` (that SDPA kernel first). Training = gradients enabled and a
@@ -111,10 +118,9 @@ def attention_backend(q: torch.Tensor, k: torch.Tensor, backend: str = "auto") -
         raise ValueError(f"backend: expected one of {ATTENTION_BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
-    from . import backend as registry
-
-    if registry.forced_backend() is not None:  # use_backend(...) / HYPIR_KERNELS_BACKEND
-        return "triton" if registry.select(registry.REGISTRY["attention"], q.device) == "triton" else "sdpa"
+    forced = _forced_attention_backend(q.device.type)
+    if forced is not None:  # use_backend(...) / HYPIR_KERNELS_BACKEND
+        return forced
     cap = torch.cuda.get_device_capability(q.device) if q.device.type == "cuda" else None
     training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
     return choose_attention_backend(q.device.type, cap, q.dtype, q.shape[-1], q.shape[-2], k.shape[-2], training)
@@ -155,9 +161,15 @@ def _sdpa(q, k, v, scale):
     return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
+@torch.compiler.assume_constant_result  # dynamo in torch 2.11 cannot trace importlib's find_spec
+def _triton_unavailable(device_type: str) -> str:
+    ok, why = backend.runnable(backend.REGISTRY["attention"], "triton", device_type)
+    return "" if ok else why
+
+
 def _triton(q, k, v, scale):
-    ok, why = backend.runnable(backend.REGISTRY["attention"], "triton", q.device.type)
-    if not ok:
+    why = _triton_unavailable(q.device.type)
+    if why:
         raise ValueError(f"backend: 'triton' cannot run here: {why}")
     if q.dtype not in _TRITON_DTYPES:
         raise ValueError(f"q: the triton backend supports float16, bfloat16 and float32, got {q.dtype}")

@@ -101,10 +101,12 @@ def lora_gemm_kernel(
 
 
 def blocks(dtype: torch.dtype) -> tuple[int, int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); fixed, compiled ahead of time."""
+    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); fixed, compiled ahead of time. 16-bit:
+    8 warps, 2 stages -- <= 255 registers without spills under Triton 3.6 and 3.8 on sm_80/sm_90
+    (4 warps / 3 stages spilled 16 B in the dropout variant under 3.6)."""
     if dtype == torch.float32:
         return 64, 64, 16, 8, 2
-    return 64, 64, 32, 4, 3
+    return 64, 64, 32, 8, 2
 
 
 def gemm(x1, y1, x2=None, y2=None, bias=None, scale2: float = 1.0, drop: int = 0, seed: int = 0, p: float = 0.0,

@@ -1,4 +1,5 @@
 """The main job (``python -m hypir_kernels.bench``): checks and times every family."""
+import importlib.util
 import subprocess
 import sys
 
@@ -30,7 +31,9 @@ def test_main_job_prints_a_table_with_ratios():
     assert res.returncode == 0, res.stdout + res.stderr
     assert "accumulate+count loop" in res.stdout and "diffusers blend_v/blend_h" in res.stdout
     assert "x |" in res.stdout and "ok" in res.stdout
-    assert "gaussian_blur" in res.stdout and "deepinv Blur" in res.stdout and "FAIL" not in res.stdout
+    deepinv = importlib.util.find_spec("deepinv") is not None and importlib.util.find_spec("torchvision") is not None
+    assert "gaussian_blur" in res.stdout and ("deepinv Blur" if deepinv else "deepinv (not installed)") in res.stdout
+    assert "FAIL" not in res.stdout
     assert "diffusers AttnProcessor2_0" in res.stdout
     assert "SD2 256px 257 layers r=256" in res.stdout and "| peft" in res.stdout
     assert "torch rand-compare-multiply" in res.stdout
