@@ -447,3 +447,23 @@ def test_empty_linear_dims_work_like_f_linear(strategy):
         assert x.grad.shape == x.shape and A.grad.shape == A.shape and B.grad.shape == B.shape
     y = hk.lora_linear(torch.rand(0, 5, 3), torch.rand(4, 3), None, torch.rand(2, 3), torch.rand(4, 2), 1.0, strategy=strategy)
     assert y.shape == (0, 5, 4)
+
+
+def test_conv_composed_and_function_paths_agree(monkeypatch):
+    """Small CPU conv layers (and every GPU one) run as plain autograd ops for host time; large
+    CPU layers through the recomputing Function. Both give the same values and gradients."""
+    def run():
+        torch.manual_seed(0)
+        x = torch.randn(2, 4, 9, 7, dtype=torch.float64, requires_grad=True)
+        w, b = torch.randn(6, 4, 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+        A = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+        B = torch.randn(6, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+        y = hk.lora_conv2d(x, w, b, A, B, 0.7, stride=(2, 1), padding=1, strategy="activation")
+        y.backward(torch.randn_like(y))
+        return y.detach(), x.grad, A.grad, B.grad
+
+    composed = run()
+    monkeypatch.setattr(lora, "_COMPOSED_CONV_MAX_WORK", 0)
+    function = run()
+    for a, b in zip(composed, function):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
