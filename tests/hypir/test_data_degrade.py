@@ -1,0 +1,56 @@
+"""hypir.data.degrade: the Real-ESRGAN stages built so far (random-kernel blur, Gaussian noise)."""
+import pytest
+import torch
+
+from hypir.data.degrade import blur, gaussian_noise, random_gaussian_noise
+from hypir.data.kernels import random_kernels
+
+
+def test_blur_applies_each_samples_own_kernel():
+    x = torch.rand(3, 3, 24, 24)
+    y = blur(x, seed=5)
+    kernels, _ = random_kernels(3, 5)
+    for b in range(3):  # per sample, the grouped-conv way BasicSR does it
+        xp = torch.nn.functional.pad(x[b:b + 1], (10, 10, 10, 10), mode="reflect")
+        ref = torch.nn.functional.conv2d(xp.transpose(0, 1), kernels[b][None, None]).transpose(0, 1)
+        torch.testing.assert_close(y[b:b + 1], ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(blur(x, seed=5), y) and not torch.equal(blur(x, seed=6), y)
+
+
+def test_gaussian_noise_colour_and_grey():
+    x = torch.zeros(4, 3, 64, 64)
+    sigma = torch.tensor([0.1, 0.2, 0.1, 0.0], dtype=torch.float64)
+    gray = torch.tensor([False, True, True, False])
+    y = gaussian_noise(x, sigma, gray, seed=9)
+    for b in range(3):
+        assert abs(y[b].std().item() - sigma[b].item()) < 0.01 * 3
+    assert torch.equal(y[1, 0], y[1, 1]) and torch.equal(y[1, 1], y[1, 2])  # grey: shared by channels
+    assert not torch.equal(y[0, 0], y[0, 1])  # colour: independent channels
+    assert torch.equal(y[3], x[3])  # sigma 0
+    # a sample's noise depends on (seed, its index), not on the other samples' settings
+    y2 = gaussian_noise(x, sigma, torch.tensor([False, True, False, False]), seed=9)
+    assert torch.equal(y2[:2], y[:2]) and not torch.equal(y2[2], y[2])
+
+
+def test_random_gaussian_noise_draws_from_the_seed():
+    x = torch.rand(64, 3, 8, 8)
+    a, sa, ga = random_gaussian_noise(x, seed=1)
+    b, sb, gb = random_gaussian_noise(x, seed=1)
+    assert torch.equal(a, b) and torch.equal(sa, sb) and torch.equal(ga, gb)
+    assert (sa >= 1 / 255).all() and (sa <= 30 / 255).all() and 0.15 < ga.float().mean() < 0.65
+    c, _, _ = random_gaussian_noise(x, seed=2)
+    assert not torch.equal(a, c)
+
+
+def test_bad_arguments_are_named():
+    x = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="^sigma, gray"):
+        gaussian_noise(x, torch.ones(3, dtype=torch.float64), torch.zeros(2, dtype=torch.bool), 0)
+    with pytest.raises(ValueError, match="^gray"):
+        gaussian_noise(x, torch.ones(2, dtype=torch.float64), torch.zeros(2), 0)
+    with pytest.raises(ValueError, match="^gray_prob"):
+        random_gaussian_noise(x, 0, gray_prob=2)
+    with pytest.raises(ValueError, match="^seed"):
+        blur(x, seed=-1)
+    with pytest.raises(ValueError, match="^x"):
+        blur(torch.zeros(3, 4, 4), seed=0)
