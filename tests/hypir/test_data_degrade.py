@@ -54,3 +54,21 @@ def test_bad_arguments_are_named():
         blur(x, seed=-1)
     with pytest.raises(ValueError, match="^x"):
         blur(torch.zeros(3, 4, 4), seed=0)
+
+
+def test_random_resize_one_draw_per_batch():
+    from hypir.data.degrade import random_resize
+
+    x = torch.rand(2, 3, 64, 64)
+    seen = set()
+    for s in range(40):
+        y, scale, mode = random_resize(x, s)
+        assert y.shape[-1] == int(64 * scale) or scale == 1.0
+        assert 0.15 <= scale <= 1.5 and mode in ("area", "bilinear", "bicubic")
+        seen.add("up" if scale > 1 else "down" if scale < 1 else "keep")
+        assert random_resize(x, s)[1:] == (scale, mode)
+    assert seen == {"up", "down", "keep"}
+    with pytest.raises(ValueError, match="^resize_range"):
+        random_resize(x, 0, resize_range=(1.5, 2.0))
+    with pytest.raises(ValueError, match="^modes"):
+        random_resize(x, 0, modes=("nearest",))
