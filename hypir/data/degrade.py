@@ -1,12 +1,14 @@
 """Stages of the on-device Real-ESRGAN degradation (issue 12; in progress: blur with the random
-kernels of :mod:`hypir.data.kernels`, random resize, Gaussian noise and JPEG are here; Poisson
-noise, USM sharpening and the two-stage pipeline with its benchmark are not yet).
+kernels of :mod:`hypir.data.kernels`, random resize, Gaussian and Poisson noise and JPEG are
+here; USM sharpening and the two-stage pipeline with its benchmark are not yet).
 
 Noise comes from :func:`hypir_kernels.add_noise` (Philox keyed by the seed, one stream per
 sample), so a batch degraded from a seed is the same on the CPU and on CUDA up to float rounding,
 and a sample's noise depends on (seed, its offset), not on the rest of the batch.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -111,4 +113,61 @@ def random_jpeg(x: torch.Tensor, seed: int, quality_range=(30, 95)) -> tuple[tor
     quality = torch.randint(lo, hi + 1, (x.shape[0],), generator=g)
     return jpeg(x.clamp(0, 1), quality.to(x.device)), quality
 
-__all__ = ["RESIZE_MODES", "blur", "gaussian_noise", "random_gaussian_noise", "random_jpeg", "random_resize"]
+# ---------------------------------------------------------------------------------------------
+# Poisson noise
+
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # rgb_to_grayscale
+
+
+def _poisson_part(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Real-ESRGAN's shot noise of ``img`` (already rounded to 8 bits): counts scaled by the
+    per-sample number of distinct values rounded up to a power of two."""
+    levels = [len(torch.unique(img[b])) for b in range(img.shape[0])]
+    vals = img.new_tensor([2.0 ** math.ceil(math.log2(max(n, 1))) for n in levels]).view(-1, 1, 1, 1)
+    return torch.poisson(img * vals, generator=generator) / vals - img
+
+
+def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, seed: int) -> torch.Tensor:
+    """``x + scale_b * shot noise`` per sample, as Real-ESRGAN's ``add_poisson_noise_pt`` (grey
+    samples: noise of the luma, shared by the channels). Drawn with ``torch.poisson`` from a
+    generator on ``x``'s device seeded with ``seed``: reproducible per device, not across devices
+    (unlike the Philox-based Gaussian noise)."""
+    check_tensor("x", x, dims=4)
+    B, C = x.shape[:2]
+    if C != 3:
+        raise ValueError(f"x: expected 3 (RGB) channels, got shape {tuple(x.shape)}")
+    check_tensor("scale", scale, dims=1)
+    check_tensor("gray", gray, dims=1, dtypes=(torch.bool,))
+    if scale.shape[0] != B or gray.shape[0] != B:
+        raise ValueError(f"scale, gray: expected one value per sample ({B}), got {tuple(scale.shape)} and {tuple(gray.shape)}")
+    g = torch.Generator(device=x.device).manual_seed(check_seed("seed", seed))
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    img = torch.clamp((x.to(acc) * 255.0).round(), 0, 255) / 255.0
+    noise = _poisson_part(img, g)
+    gray_d = gray.to(x.device)
+    if bool(gray.any()):
+        w = img.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1)
+        luma = torch.clamp(((img * w).sum(1, keepdim=True) * 255.0).round(), 0, 255) / 255.0
+        noise = torch.where(gray_d[:, None, None, None], _poisson_part(luma, g).expand_as(noise), noise)
+    return (x.to(acc) + noise * scale.to(device=x.device, dtype=acc).view(-1, 1, 1, 1)).to(x.dtype)
+
+
+def random_poisson_noise(x: torch.Tensor, seed: int, scale_range=(0.05, 3.0), gray_prob: float = 0.4):
+    """Real-ESRGAN's ``random_add_poisson_noise_pt``: per-sample scale uniform in ``scale_range``,
+    grey with probability ``gray_prob``. Returns ``(noisy, scale [B], gray [B])``."""
+    check_tensor("x", x, dims=4)
+    lo, hi = scale_range
+    if not 0 <= lo <= hi:
+        raise ValueError(f"scale_range: expected 0 <= low <= high, got {scale_range!r}")
+    if not 0.0 <= gray_prob <= 1.0:
+        raise ValueError(f"gray_prob: expected a probability, got {gray_prob!r}")
+    g = torch.Generator().manual_seed(check_seed("seed", seed))
+    B = x.shape[0]
+    scale = lo + (hi - lo) * torch.rand(B, generator=g, dtype=torch.float64)
+    gray = torch.rand(B, generator=g, dtype=torch.float64) < gray_prob
+    noise_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    return poisson_noise(x, scale, gray, noise_seed), scale, gray
+
+
+__all__ = ["RESIZE_MODES", "blur", "gaussian_noise", "poisson_noise", "random_gaussian_noise", "random_jpeg", "random_poisson_noise",
+           "random_resize"]
