@@ -1,6 +1,6 @@
 """Stages of the on-device Real-ESRGAN degradation (issue 12; in progress: blur with the random
-kernels of :mod:`hypir.data.kernels`, random resize, Gaussian and Poisson noise and JPEG are
-here; USM sharpening and the two-stage pipeline with its benchmark are not yet).
+kernels of :mod:`hypir.data.kernels`, random resize, Gaussian and Poisson noise, JPEG; the
+two-stage pipeline is :mod:`hypir.data.realesrgan`).
 
 Noise comes from :func:`hypir_kernels.add_noise` (Philox keyed by the seed, one stream per
 sample), so a batch degraded from a seed is the same on the CPU and on CUDA up to float rounding,
@@ -74,12 +74,9 @@ def random_gaussian_noise(x: torch.Tensor, seed: int, sigma_range=(1 / 255, 30 /
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 
-def random_resize(x: torch.Tensor, seed: int, updown_probs=(0.2, 0.7, 0.1), resize_range=(0.15, 1.5),
-                  modes=RESIZE_MODES) -> tuple[torch.Tensor, float, str]:
-    """Real-ESRGAN's random resize: up (scale in ``(1, high)``) / down (``(low, 1)``) / keep with
-    ``updown_probs``, mode uniform over ``modes``, one draw for the batch. Returns
-    ``(resized, scale, mode)``; ``F.interpolate`` as Real-ESRGAN calls it."""
-    check_tensor("x", x, dims=4)
+def draw_resize(seed: int, updown_probs=(0.2, 0.7, 0.1), resize_range=(0.15, 1.5), modes=RESIZE_MODES) -> tuple[float, str]:
+    """Real-ESRGAN's resize draw: up (scale in ``(1, high)``) / down (``(low, 1)``) / keep with
+    ``updown_probs``, mode uniform over ``modes``; ``(scale, mode)`` from ``seed``."""
     if len(updown_probs) != 3 or min(updown_probs) < 0 or sum(updown_probs) <= 0:
         raise ValueError(f"updown_probs: expected three non-negative weights (up, down, keep), got {updown_probs!r}")
     lo, hi = resize_range
@@ -92,11 +89,28 @@ def random_resize(x: torch.Tensor, seed: int, updown_probs=(0.2, 0.7, 0.1), resi
     kind = int(torch.multinomial(probs / probs.sum(), 1, generator=g))
     u = float(torch.rand((), generator=g, dtype=torch.float64))
     scale = 1 + (hi - 1) * u if kind == 0 else (lo + (1 - lo) * u if kind == 1 else 1.0)
-    mode = modes[int(torch.randint(len(modes), (), generator=g))]
+    return scale, modes[int(torch.randint(len(modes), (), generator=g))]
+
+
+def resize(x: torch.Tensor, mode: str, scale: float | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``F.interpolate`` as Real-ESRGAN calls it (by ``scale`` or to ``size``), never to an empty image."""
+    kw = {} if mode == "area" else {"align_corners": False}
+    if size is None and min(int(x.shape[-2] * scale), int(x.shape[-1] * scale)) < 1:
+        size = (max(int(x.shape[-2] * scale), 1), max(int(x.shape[-1] * scale), 1))
+    if size is not None:
+        return torch.nn.functional.interpolate(x, size=size, mode=mode, **kw)
+    return torch.nn.functional.interpolate(x, scale_factor=scale, mode=mode, **kw)
+
+
+def random_resize(x: torch.Tensor, seed: int, updown_probs=(0.2, 0.7, 0.1), resize_range=(0.15, 1.5),
+                  modes=RESIZE_MODES) -> tuple[torch.Tensor, float, str]:
+    """Real-ESRGAN's random resize of a batch (one :func:`draw_resize` for all samples: the batch
+    keeps one shape). Returns ``(resized, scale, mode)``."""
+    check_tensor("x", x, dims=4)
+    scale, mode = draw_resize(seed, updown_probs, resize_range, modes)
     if scale == 1.0:
         return x, scale, mode
-    kw = {} if mode == "area" else {"align_corners": False}
-    return torch.nn.functional.interpolate(x, scale_factor=scale, mode=mode, **kw), scale, mode
+    return resize(x, mode, scale=scale), scale, mode
 
 
 def random_jpeg(x: torch.Tensor, seed: int, quality_range=(30, 95)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +126,7 @@ def random_jpeg(x: torch.Tensor, seed: int, quality_range=(30, 95)) -> tuple[tor
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     quality = torch.randint(lo, hi + 1, (x.shape[0],), generator=g)
     return jpeg(x.clamp(0, 1), quality.to(x.device)), quality
+
 
 # ---------------------------------------------------------------------------------------------
 # Poisson noise
@@ -169,5 +184,5 @@ def random_poisson_noise(x: torch.Tensor, seed: int, scale_range=(0.05, 3.0), gr
     return poisson_noise(x, scale, gray, noise_seed), scale, gray
 
 
-__all__ = ["RESIZE_MODES", "blur", "gaussian_noise", "poisson_noise", "random_gaussian_noise", "random_jpeg", "random_poisson_noise",
+__all__ = ["RESIZE_MODES", "blur", "draw_resize", "resize", "gaussian_noise", "poisson_noise", "random_gaussian_noise", "random_jpeg", "random_poisson_noise",
            "random_resize"]

@@ -1,0 +1,54 @@
+"""hypir.data.realesrgan: the two-stage degradation (shapes, 8-bit output, reproducibility from
+the seed, stages actually applied) and USM sharpening."""
+import pytest
+import torch
+
+import hypir_kernels as hk
+from hypir.data.realesrgan import DegradationConfig, degrade, usm_sharp
+
+
+def _gt(b=4, size=96, seed=0):
+    x = torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    return hk.gaussian_blur(x, 1.0)
+
+
+def test_shapes_eight_bit_output_and_reproducibility():
+    gt = _gt()
+    lq, target = degrade(gt, seed=3)
+    assert lq.shape == (4, 3, 24, 24) and target.shape == gt.shape
+    assert lq.min() >= 0 and lq.max() <= 1
+    torch.testing.assert_close(lq * 255, (lq * 255).round(), rtol=0, atol=1e-4)  # on the 8-bit grid
+    assert torch.equal(degrade(gt, seed=3)[0], lq)
+    assert not torch.equal(degrade(gt, seed=4)[0], lq)
+
+
+def test_degradation_is_strong_and_varied():
+    gt = _gt(8)
+    clean = torch.nn.functional.interpolate(gt, size=(24, 24), mode="area")
+    errors = torch.stack([((degrade(gt, s)[0] - clean) ** 2).mean((1, 2, 3)) for s in range(6)])
+    assert (errors > 1e-5).all()  # every sample degraded
+    assert errors.std() > 0.1 * errors.mean()  # and not all alike
+
+
+def test_usm_sharpens_edges_and_keeps_flat_regions():
+    flat = torch.full((1, 3, 64, 64), 0.4)
+    torch.testing.assert_close(usm_sharp(flat), flat)
+    step = torch.zeros(1, 3, 64, 64)
+    step[..., 32:] = 0.8
+    step = hk.gaussian_blur(step, 2.0)
+    sharp = usm_sharp(step)
+    grad = lambda t: (t[..., 1:] - t[..., :-1]).abs().max()  # noqa: E731
+    assert grad(sharp) > grad(step)
+    assert sharp.min() >= 0 and sharp.max() <= 1
+    assert torch.equal(degrade(_gt(), 1, DegradationConfig(usm=False))[1], _gt())
+
+
+def test_bad_input_and_config():
+    with pytest.raises(ValueError, match="^gt: height and width"):
+        degrade(torch.rand(1, 3, 30, 32), 0)
+    with pytest.raises(ValueError, match="^gt: expected 3"):
+        degrade(torch.rand(1, 1, 32, 32), 0)
+    with pytest.raises(ValueError, match="^final_sinc_prob"):
+        DegradationConfig(final_sinc_prob=1.5)
+    with pytest.raises(ValueError, match="^scale"):
+        DegradationConfig(scale=0)
