@@ -50,19 +50,24 @@ def random_gaussian_noise(x: torch.Tensor, seed: int, sigma_range=(1 / 255, 30 /
     """Real-ESRGAN's ``random_add_gaussian_noise_pt``: per-sample sigma uniform in ``sigma_range``
     and grey noise with probability ``gray_prob``, drawn on the CPU from ``seed``. Returns
     ``(noisy, sigma [B], gray [B])``."""
+    sigma, gray, noise_seed = _draw_noise_params(x, seed, "sigma_range", sigma_range, gray_prob)
+    return gaussian_noise(x, sigma.to(x.device), gray, noise_seed), sigma, gray
+
+
+def _draw_noise_params(x, seed, range_name, value_range, gray_prob):
+    """Per-sample strength uniform in ``value_range``, grey flags, and the seed of the noise
+    itself (derived from, not equal to, ``seed``), all drawn on the CPU."""
     check_tensor("x", x, dims=4)
-    lo, hi = sigma_range
+    lo, hi = value_range
     if not 0 <= lo <= hi:
-        raise ValueError(f"sigma_range: expected 0 <= low <= high, got {sigma_range!r}")
+        raise ValueError(f"{range_name}: expected 0 <= low <= high, got {value_range!r}")
     if not 0.0 <= gray_prob <= 1.0:
         raise ValueError(f"gray_prob: expected a probability, got {gray_prob!r}")
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     B = x.shape[0]
-    sigma = lo + (hi - lo) * torch.rand(B, generator=g, dtype=torch.float64)
+    strength = lo + (hi - lo) * torch.rand(B, generator=g, dtype=torch.float64)
     gray = torch.rand(B, generator=g, dtype=torch.float64) < gray_prob
-    # The noise itself from a seed derived from (not equal to) the parameters' seed.
-    noise_seed = int(torch.randint(0, 2**62, (1,), generator=g))
-    return gaussian_noise(x, sigma.to(x.device), gray, noise_seed), sigma, gray
+    return strength, gray, int(torch.randint(0, 2**62, (1,), generator=g))
 
 
 
@@ -170,17 +175,7 @@ def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, seed
 def random_poisson_noise(x: torch.Tensor, seed: int, scale_range=(0.05, 3.0), gray_prob: float = 0.4):
     """Real-ESRGAN's ``random_add_poisson_noise_pt``: per-sample scale uniform in ``scale_range``,
     grey with probability ``gray_prob``. Returns ``(noisy, scale [B], gray [B])``."""
-    check_tensor("x", x, dims=4)
-    lo, hi = scale_range
-    if not 0 <= lo <= hi:
-        raise ValueError(f"scale_range: expected 0 <= low <= high, got {scale_range!r}")
-    if not 0.0 <= gray_prob <= 1.0:
-        raise ValueError(f"gray_prob: expected a probability, got {gray_prob!r}")
-    g = torch.Generator().manual_seed(check_seed("seed", seed))
-    B = x.shape[0]
-    scale = lo + (hi - lo) * torch.rand(B, generator=g, dtype=torch.float64)
-    gray = torch.rand(B, generator=g, dtype=torch.float64) < gray_prob
-    noise_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    scale, gray, noise_seed = _draw_noise_params(x, seed, "scale_range", scale_range, gray_prob)
     return poisson_noise(x, scale, gray, noise_seed), scale, gray
 
 
