@@ -40,12 +40,11 @@ def usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshol
 
 
 @dataclass(frozen=True)
-class DegradationConfig:
-    """Real-ESRGAN's defaults (``options/train_realesrnet_x4plus.yml``)."""
+class StageConfig:
+    """One degradation stage's options (Real-ESRGAN's names without the stage suffix)."""
 
-    scale: int = 4
-    kernel1: KernelSpec = field(default_factory=KernelSpec)
-    kernel2: KernelSpec = field(default_factory=lambda: KernelSpec(sigma=(0.2, 1.5)))
+    kernel: KernelSpec = field(default_factory=KernelSpec)
+    blur_prob: float = 1.0
     resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)
     resize_range: tuple[float, float] = (0.15, 1.5)
     gaussian_noise_prob: float = 0.5
@@ -53,24 +52,30 @@ class DegradationConfig:
     poisson_scale_range: tuple[float, float] = (0.05, 3)
     gray_noise_prob: float = 0.4
     jpeg_range: tuple[int, int] = (30, 95)
-    second_blur_prob: float = 0.8
-    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)
-    resize_range2: tuple[float, float] = (0.3, 1.2)
-    gaussian_noise_prob2: float = 0.5
-    noise_range2: tuple[float, float] = (1, 25)
-    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
-    gray_noise_prob2: float = 0.4
-    jpeg_range2: tuple[int, int] = (30, 95)
+
+    def __post_init__(self):
+        for name in ("blur_prob", "gaussian_noise_prob", "gray_noise_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {v!r}")
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """Real-ESRGAN's defaults (``options/train_realesrnet_x4plus.yml``)."""
+
+    scale: int = 4
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(
+        kernel=KernelSpec(sigma=(0.2, 1.5)), blur_prob=0.8, resize_prob=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2),
+        noise_range=(1, 25), poisson_scale_range=(0.05, 2.5)))
     final_sinc_prob: float = 0.8
     usm: bool = True
 
     def __post_init__(self):
         check_int("scale", self.scale, minimum=1)
-        for name in ("gaussian_noise_prob", "gray_noise_prob", "second_blur_prob", "gaussian_noise_prob2",
-                     "gray_noise_prob2", "final_sinc_prob"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {v!r}")
+        if not 0.0 <= self.final_sinc_prob <= 1.0:
+            raise ValueError(f"final_sinc_prob: expected a probability in [0, 1], got {self.final_sinc_prob!r}")
 
 
 def _final_sinc(batch: int, seed: int, prob: float, pad_to: int = 21) -> torch.Tensor:
@@ -88,14 +93,16 @@ def _final_sinc(batch: int, seed: int, prob: float, pad_to: int = 21) -> torch.T
     return torch.where(use[:, None, None], sinc, pulse)
 
 
-def _noise(x, seed, gaussian_prob, sigma_range, poisson_range, gray_prob):
+def _noise(x: torch.Tensor, seed: int, st: StageConfig) -> torch.Tensor:
+    """Gaussian (``gaussian_noise_prob``, one choice per batch) or Poisson noise, clipped to [0, 1]."""
     g = torch.Generator().manual_seed(seed)
-    use_gaussian = float(torch.rand((), generator=g, dtype=torch.float64)) < gaussian_prob
+    use_gaussian = float(torch.rand((), generator=g, dtype=torch.float64)) < st.gaussian_noise_prob
     sub = int(torch.randint(0, 2**62, (), generator=g))
     if use_gaussian:
-        out = random_gaussian_noise(x, sub, (sigma_range[0] / 255, sigma_range[1] / 255), gray_prob)[0]
+        lo, hi = st.noise_range
+        out = random_gaussian_noise(x, sub, (lo / 255, hi / 255), st.gray_noise_prob)[0]
     else:
-        out = random_poisson_noise(x, sub, poisson_range, gray_prob)[0]
+        out = random_poisson_noise(x, sub, st.poisson_scale_range, st.gray_noise_prob)[0]
     return out.clamp_(0, 1)
 
 
@@ -114,18 +121,20 @@ def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None
     target = usm_sharp(gt) if cfg.usm else gt
     dev, dt = gt.device, gt.dtype
 
-    # Stage 1 (Real-ESRGAN blurs the sharpened ground truth).
-    out = hk.filter2d(target, random_kernels(B, seeds[0], cfg.kernel1, dev, dt)[0], padding="reflect")
-    out, _, _ = random_resize(out, seeds[1], cfg.resize_prob, cfg.resize_range)
-    out = _noise(out, seeds[2], cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob)
-    out, _ = random_jpeg(out, seeds[3], cfg.jpeg_range)
+    # Stage 1 (Real-ESRGAN blurs the sharpened ground truth), then stage 2.
+    s1, s2 = cfg.stage1, cfg.stage2
+    out = target
+    if float(torch.rand((), generator=g, dtype=torch.float64)) < s1.blur_prob:
+        out = hk.filter2d(out, random_kernels(B, seeds[0], s1.kernel, dev, dt)[0], padding="reflect")
+    out, _, _ = random_resize(out, seeds[1], s1.resize_prob, s1.resize_range)
+    out = _noise(out, seeds[2], s1)
+    out, _ = random_jpeg(out, seeds[3], s1.jpeg_range)
 
-    # Stage 2.
-    if float(torch.rand((), generator=g, dtype=torch.float64)) < cfg.second_blur_prob:
-        out = hk.filter2d(out, random_kernels(B, seeds[4], cfg.kernel2, dev, dt)[0], padding="reflect")
-    scale2, mode2 = draw_resize(seeds[5], cfg.resize_prob2, cfg.resize_range2)
+    if float(torch.rand((), generator=g, dtype=torch.float64)) < s2.blur_prob:
+        out = hk.filter2d(out, random_kernels(B, seeds[4], s2.kernel, dev, dt)[0], padding="reflect")
+    scale2, mode2 = draw_resize(seeds[5], s2.resize_prob, s2.resize_range)
     out = resize(out, mode2, size=(max(int(H / cfg.scale * scale2), 1), max(int(W / cfg.scale * scale2), 1)))
-    out = _noise(out, seeds[6], cfg.gaussian_noise_prob2, cfg.noise_range2, cfg.poisson_scale_range2, cfg.gray_noise_prob2)
+    out = _noise(out, seeds[6], s2)
 
     size = (H // cfg.scale, W // cfg.scale)
     final_mode = RESIZE_MODES[int(torch.randint(3, (), generator=g))]
@@ -135,11 +144,11 @@ def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None
         return hk.filter2d(resize(t, final_mode, size=size), sinc, padding="reflect")
 
     if float(torch.rand((), generator=g, dtype=torch.float64)) < 0.5:
-        out = random_jpeg(resize_and_sinc(out), seeds[8], cfg.jpeg_range2)[0]
+        out = random_jpeg(resize_and_sinc(out), seeds[8], s2.jpeg_range)[0]
     else:
-        out = resize_and_sinc(random_jpeg(out, seeds[8], cfg.jpeg_range2)[0])
+        out = resize_and_sinc(random_jpeg(out, seeds[8], s2.jpeg_range)[0])
     lq = torch.clamp((out * 255.0).round(), 0, 255) / 255.0
     return lq, target
 
 
-__all__ = ["DegradationConfig", "degrade", "usm_sharp"]
+__all__ = ["DegradationConfig", "StageConfig", "degrade", "usm_sharp"]

@@ -52,3 +52,18 @@ def test_bad_input_and_config():
         DegradationConfig(final_sinc_prob=1.5)
     with pytest.raises(ValueError, match="^scale"):
         DegradationConfig(scale=0)
+
+
+def test_stage_options_are_checked_and_used():
+    from hypir.data.realesrgan import StageConfig
+
+    with pytest.raises(ValueError, match="^blur_prob"):
+        StageConfig(blur_prob=-0.1)
+    gt = hk.gaussian_blur(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), 4.0)  # smooth:
+    # the stage-2 resize mode (area, bilinear or bicubic, drawn) then barely matters. No blur, no resize, no noise, near-lossless JPEG, no final sinc: only the final x4 resize and
+    # 8-bit rounding remain, so lq is close to a plain area/bilinear/bicubic downscale.
+    quiet = StageConfig(blur_prob=0.0, resize_prob=(0, 0, 1), gaussian_noise_prob=1.0, noise_range=(0, 0),
+                        gray_noise_prob=0.0, jpeg_range=(100, 100))
+    lq, _ = degrade(gt, 0, DegradationConfig(stage1=quiet, stage2=quiet, final_sinc_prob=0.0, usm=False))
+    ref = torch.nn.functional.interpolate(gt, size=(16, 16), mode="area")
+    assert ((lq - ref) ** 2).mean() < 1e-3
