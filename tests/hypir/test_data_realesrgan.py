@@ -66,4 +66,4 @@ def test_stage_options_are_checked_and_used():
                         gray_noise_prob=0.0, jpeg_range=(100, 100))
     lq, _ = degrade(gt, 0, DegradationConfig(stage1=quiet, stage2=quiet, final_sinc_prob=0.0, usm=False))
     ref = torch.nn.functional.interpolate(gt, size=(16, 16), mode="area")
-    assert ((lq - ref) ** 2).mean() < 1e-3
+    assert ((lq - ref) ** 2).mean() < 3e-4  # measured 5.6e-5; the default degradation gives 1.3e-3..3.9e-3 here
