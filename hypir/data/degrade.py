@@ -46,12 +46,13 @@ def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, see
     return torch.where(gray.to(x.device)[:, None, None, None], x + grey_noise, color)
 
 
-def random_gaussian_noise(x: torch.Tensor, seed: int, sigma_range=(1 / 255, 30 / 255), gray_prob: float = 0.4):
+def random_gaussian_noise(x: torch.Tensor, seed: int, sigma_range=(1 / 255, 30 / 255), gray_prob: float = 0.4,
+                          noise_fn=None):
     """Real-ESRGAN's ``random_add_gaussian_noise_pt``: per-sample sigma uniform in ``sigma_range``
     and grey noise with probability ``gray_prob``, drawn on the CPU from ``seed``. Returns
-    ``(noisy, sigma [B], gray [B])``."""
+    ``(noisy, sigma [B], gray [B])``. ``noise_fn`` (default :func:`gaussian_noise`) applies them."""
     sigma, gray, noise_seed = _draw_noise_params(x, seed, "sigma_range", sigma_range, gray_prob)
-    return gaussian_noise(x, sigma.to(x.device), gray, noise_seed), sigma, gray
+    return (noise_fn or gaussian_noise)(x, sigma.to(x.device), gray, noise_seed), sigma, gray
 
 
 def _draw_noise_params(x, seed, range_name, value_range, gray_prob):

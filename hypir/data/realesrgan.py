@@ -93,23 +93,38 @@ def _final_sinc(batch: int, seed: int, prob: float, pad_to: int = 21) -> torch.T
     return torch.where(use[:, None, None], sinc, pulse)
 
 
-def _noise(x: torch.Tensor, seed: int, st: StageConfig) -> torch.Tensor:
+@dataclass(frozen=True)
+class DegradeOps:
+    """The ops :func:`degrade` runs its per-sample work through (swappable so a benchmark can run
+    the same pipeline, with the same draws, on BasicSR-style ops: ``hypir.bench_degrade``)."""
+
+    filter2d: object = None  # (x, kernels [B, k, k]) -> x blurred with reflect padding
+    gaussian_noise: object = None  # (x, sigma [B], gray [B], seed) -> noisy x
+    sharpen: object = None  # (gt) -> USM-sharpened gt
+
+    def blur(self, x, kernels):
+        return (self.filter2d or (lambda t, k: hk.filter2d(t, k, padding="reflect")))(x, kernels)
+
+
+def _noise(x: torch.Tensor, seed: int, st: StageConfig, ops: DegradeOps) -> torch.Tensor:
     """Gaussian (``gaussian_noise_prob``, one choice per batch) or Poisson noise, clipped to [0, 1]."""
     g = torch.Generator().manual_seed(seed)
     use_gaussian = float(torch.rand((), generator=g, dtype=torch.float64)) < st.gaussian_noise_prob
     sub = int(torch.randint(0, 2**62, (), generator=g))
     if use_gaussian:
         lo, hi = st.noise_range
-        out = random_gaussian_noise(x, sub, (lo / 255, hi / 255), st.gray_noise_prob)[0]
+        out = random_gaussian_noise(x, sub, (lo / 255, hi / 255), st.gray_noise_prob, ops.gaussian_noise)[0]
     else:
         out = random_poisson_noise(x, sub, st.poisson_scale_range, st.gray_noise_prob)[0]
     return out.clamp_(0, 1)
 
 
-def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None,
+            ops: DegradeOps | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``gt [B, 3, H, W]`` in [0, 1] (H, W multiples of ``config.scale``) -> ``(lq [B, 3, H/s, W/s],
     the ground truth the model should learn: USM-sharpened when config.usm)``."""
     cfg = config or DegradationConfig()
+    ops = ops or DegradeOps()
     check_tensor("gt", gt, dims=4, dtypes=(torch.float32, torch.float64))
     B, C, H, W = gt.shape
     if C != 3:
@@ -118,30 +133,30 @@ def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None
         raise ValueError(f"gt: height and width must be positive multiples of scale={cfg.scale}, got {H}x{W}")
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     seeds = [int(s) for s in torch.randint(0, 2**62, (12,), generator=g)]
-    target = usm_sharp(gt) if cfg.usm else gt
+    target = (ops.sharpen or usm_sharp)(gt) if cfg.usm else gt
     dev, dt = gt.device, gt.dtype
 
     # Stage 1 (Real-ESRGAN blurs the sharpened ground truth), then stage 2.
     s1, s2 = cfg.stage1, cfg.stage2
     out = target
     if float(torch.rand((), generator=g, dtype=torch.float64)) < s1.blur_prob:
-        out = hk.filter2d(out, random_kernels(B, seeds[0], s1.kernel, dev, dt)[0], padding="reflect")
+        out = ops.blur(out, random_kernels(B, seeds[0], s1.kernel, dev, dt)[0])
     out, _, _ = random_resize(out, seeds[1], s1.resize_prob, s1.resize_range)
-    out = _noise(out, seeds[2], s1)
+    out = _noise(out, seeds[2], s1, ops)
     out, _ = random_jpeg(out, seeds[3], s1.jpeg_range)
 
     if float(torch.rand((), generator=g, dtype=torch.float64)) < s2.blur_prob:
-        out = hk.filter2d(out, random_kernels(B, seeds[4], s2.kernel, dev, dt)[0], padding="reflect")
+        out = ops.blur(out, random_kernels(B, seeds[4], s2.kernel, dev, dt)[0])
     scale2, mode2 = draw_resize(seeds[5], s2.resize_prob, s2.resize_range)
     out = resize(out, mode2, size=(max(int(H / cfg.scale * scale2), 1), max(int(W / cfg.scale * scale2), 1)))
-    out = _noise(out, seeds[6], s2)
+    out = _noise(out, seeds[6], s2, ops)
 
     size = (H // cfg.scale, W // cfg.scale)
     final_mode = RESIZE_MODES[int(torch.randint(3, (), generator=g))]
     sinc = _final_sinc(B, seeds[7], cfg.final_sinc_prob).to(device=dev, dtype=dt)
 
     def resize_and_sinc(t):
-        return hk.filter2d(resize(t, final_mode, size=size), sinc, padding="reflect")
+        return ops.blur(resize(t, final_mode, size=size), sinc)
 
     if float(torch.rand((), generator=g, dtype=torch.float64)) < 0.5:
         out = random_jpeg(resize_and_sinc(out), seeds[8], s2.jpeg_range)[0]
@@ -151,4 +166,4 @@ def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None
     return lq, target
 
 
-__all__ = ["DegradationConfig", "StageConfig", "degrade", "usm_sharp"]
+__all__ = ["DegradationConfig", "DegradeOps", "StageConfig", "degrade", "usm_sharp"]
