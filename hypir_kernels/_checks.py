@@ -1,6 +1,7 @@
 """Argument checks for the public API: every message names the argument and what was expected."""
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Iterable
 
@@ -27,6 +28,29 @@ def check_probability(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
     return float(value)
+
+
+def _finite_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_range(name: str, value, low: float = 0.0, high: float = math.inf, ints: bool = False) -> tuple:
+    """A ``(lo, hi)`` pair of finite numbers (ints when ``ints``) with ``low <= lo <= hi <= high``."""
+    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(_finite_real(v) for v in value)
+    if ok and ints:
+        ok = all(isinstance(v, int) for v in value)
+    if not ok or not low <= value[0] <= value[1] <= high:
+        kind = "ints" if ints else "numbers"
+        raise ValueError(f"{name}: expected two {kind} {low:g} <= low <= high <= {high:g}, got {value!r}")
+    return tuple(value)
+
+
+def check_weights(name: str, value, n: int) -> tuple:
+    """``n`` non-negative finite weights, not all zero."""
+    if not (isinstance(value, (tuple, list)) and len(value) == n and all(_finite_real(v) and v >= 0 for v in value)
+            and sum(value) > 0):
+        raise ValueError(f"{name}: expected {n} non-negative weights, not all zero, got {value!r}")
+    return tuple(value)
 
 
 def check_shape(name: str, shape, n: int) -> tuple[int, ...]:

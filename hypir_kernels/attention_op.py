@@ -114,6 +114,8 @@ def attention_backend(q: torch.Tensor, k: torch.Tensor, backend: str = "auto") -
     """The backend :func:`attention` uses for these tensors: ``"triton"``, ``"sdpa"`` (PyTorch
     picks) or ``"sdpa_<kernel>"`` (that SDPA kernel first). Training = gradients enabled and a
     tensor requiring them."""
+    check_tensor("q", q, dims=4)
+    check_tensor("k", k, dims=4)
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"backend: expected one of {ATTENTION_BACKENDS}, got {backend!r}")
     if backend != "auto":

@@ -415,6 +415,27 @@ def t_kernel_ops(draw):
     return Case(lib(which), c)
 
 
+def t_hypir_degrade(draw):
+    from hypir.data.realesrgan import degrade
+
+    B, h, w = draw(st.integers(0, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    gt = tensor(draw, [B, 3, 4 * h, 4 * w], draw(st.sampled_from([torch.float32, torch.float64]))).clamp(0, 1)
+    return Case(degrade, dict(gt=gt, seed=seed(draw)))
+
+
+def t_hypir_jpeg(draw):
+    from hypir.data.jpeg import jpeg
+
+    x = tensor(draw, [draw(st.integers(0, 3)), 3, draw(st.integers(0, 20)), draw(st.integers(0, 20))]).clamp(0, 1)
+    return Case(jpeg, dict(x=x, quality=draw(st.sampled_from([1, 50, 100]))))
+
+
+def t_hypir_kernels(draw):
+    from hypir.data.kernels import random_kernels
+
+    return Case(random_kernels, dict(batch=draw(st.integers(0, 6)), seed=seed(draw)))
+
+
 PUBLIC = {
     "add_noise": t_add_noise, "apply_mask": t_apply_mask, "bernoulli_mask": t_bernoulli_mask, "box_mask": t_box_mask,
     "attention": t_attention, "downsample": t_downsample, "downsample_adjoint": lambda d: t_downsample(d, True),
@@ -424,6 +445,8 @@ PUBLIC = {
     "mri_adjoint": lambda d: t_mri(d, "adjoint"), "mri_normal": lambda d: t_mri(d, "normal"),
     "mri_column_mask": t_mri_column_mask, "mri_further_mask": t_mri_further_mask, "plan_tiles": t_plan_tiles,
     "tiled_apply": t_tiled_apply, "operators": t_operators,
+    # hypir's data pipeline (training inputs come from users' files)
+    "hypir.degrade": t_hypir_degrade, "hypir.jpeg": t_hypir_jpeg, "hypir.random_kernels": t_hypir_kernels,
 }
 LIBRARY_OPS = {
     "op.add_noise": t_op_add_noise, "op.apply_mask": t_op_apply_mask, "op.attention_forward": t_op_attention_forward,

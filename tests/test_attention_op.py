@@ -258,6 +258,8 @@ def test_backend_argument_checked_and_triton_forced():
     q, k, v = (torch.randn(1, 2, 8 + 5 * (i > 0), 64) for i in range(3))
     with pytest.raises(ValueError, match="^backend: expected one of"):
         hk.attention(q, k, v, backend="xformers")
+    with pytest.raises(ValueError, match="^q: expected a torch.Tensor"):
+        hk.attention_backend("q", k)
     ref = F.scaled_dot_product_attention(q, k, v)
     with hk.use_backend("triton"):  # the global forcing still reaches our kernel
         assert hk.attention_backend(q, k) == "triton"

@@ -13,7 +13,7 @@ import math
 import torch
 
 import hypir_kernels as hk
-from hypir_kernels._checks import check_seed, check_tensor
+from hypir_kernels._checks import check_probability, check_range, check_seed, check_tensor, check_weights
 
 from .kernels import KernelSpec, random_kernels
 
@@ -59,11 +59,8 @@ def _draw_noise_params(x, seed, range_name, value_range, gray_prob):
     """Per-sample strength uniform in ``value_range``, grey flags, and the seed of the noise
     itself (derived from, not equal to, ``seed``), all drawn on the CPU."""
     check_tensor("x", x, dims=4)
-    lo, hi = value_range
-    if not 0 <= lo <= hi:
-        raise ValueError(f"{range_name}: expected 0 <= low <= high, got {value_range!r}")
-    if not 0.0 <= gray_prob <= 1.0:
-        raise ValueError(f"gray_prob: expected a probability, got {gray_prob!r}")
+    lo, hi = check_range(range_name, value_range)
+    check_probability("gray_prob", gray_prob)
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     B = x.shape[0]
     strength = lo + (hi - lo) * torch.rand(B, generator=g, dtype=torch.float64)
@@ -80,16 +77,25 @@ def _draw_noise_params(x, seed, range_name, value_range, gray_prob):
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 
+def check_resize_range(name: str, value) -> tuple:
+    """Resize scales ``(lo, hi)`` with ``0 < lo <= 1 <= hi`` (down below 1, up above)."""
+    lo, hi = check_range(name, value)
+    if not 0 < lo <= 1 <= hi:
+        raise ValueError(f"{name}: expected 0 < low <= 1 <= high, got {value!r}")
+    return lo, hi
+
+
+def _check_modes(modes) -> None:
+    if not isinstance(modes, (tuple, list)) or not modes or any(m not in RESIZE_MODES for m in modes):
+        raise ValueError(f"modes: expected a non-empty subset of {RESIZE_MODES}, got {modes!r}")
+
+
 def draw_resize(seed: int, updown_probs=(0.2, 0.7, 0.1), resize_range=(0.15, 1.5), modes=RESIZE_MODES) -> tuple[float, str]:
     """Real-ESRGAN's resize draw: up (scale in ``(1, high)``) / down (``(low, 1)``) / keep with
     ``updown_probs``, mode uniform over ``modes``; ``(scale, mode)`` from ``seed``."""
-    if len(updown_probs) != 3 or min(updown_probs) < 0 or sum(updown_probs) <= 0:
-        raise ValueError(f"updown_probs: expected three non-negative weights (up, down, keep), got {updown_probs!r}")
-    lo, hi = resize_range
-    if not 0 < lo <= 1 <= hi:
-        raise ValueError(f"resize_range: expected 0 < low <= 1 <= high, got {resize_range!r}")
-    if not modes or any(m not in RESIZE_MODES for m in modes):
-        raise ValueError(f"modes: expected a non-empty subset of {RESIZE_MODES}, got {modes!r}")
+    check_weights("updown_probs", updown_probs, 3)
+    lo, hi = check_resize_range("resize_range", resize_range)
+    _check_modes(modes)
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     probs = torch.tensor(updown_probs, dtype=torch.float64)
     kind = int(torch.multinomial(probs / probs.sum(), 1, generator=g))
@@ -100,6 +106,8 @@ def draw_resize(seed: int, updown_probs=(0.2, 0.7, 0.1), resize_range=(0.15, 1.5
 
 def resize(x: torch.Tensor, mode: str, scale: float | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
     """``F.interpolate`` as Real-ESRGAN calls it (by ``scale`` or to ``size``), never to an empty image."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode: expected one of {RESIZE_MODES}, got {mode!r}")
     kw = {} if mode == "area" else {"align_corners": False}
     if size is None and min(int(x.shape[-2] * scale), int(x.shape[-1] * scale)) < 1:
         size = (max(int(x.shape[-2] * scale), 1), max(int(x.shape[-1] * scale), 1))
@@ -126,9 +134,7 @@ def random_jpeg(x: torch.Tensor, seed: int, quality_range=(30, 95)) -> tuple[tor
     from .jpeg import jpeg
 
     check_tensor("x", x, dims=4)
-    lo, hi = quality_range
-    if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 100):
-        raise ValueError(f"quality_range: expected ints 1 <= low <= high <= 100, got {quality_range!r}")
+    lo, hi = check_range("quality_range", quality_range, 1, 100, ints=True)
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     quality = torch.randint(lo, hi + 1, (x.shape[0],), generator=g)
     return jpeg(x.clamp(0, 1), quality.to(x.device)), quality
@@ -162,6 +168,8 @@ def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, seed
     if scale.shape[0] != B or gray.shape[0] != B:
         raise ValueError(f"scale, gray: expected one value per sample ({B}), got {tuple(scale.shape)} and {tuple(gray.shape)}")
     g = torch.Generator(device=x.device).manual_seed(check_seed("seed", seed))
+    if x.numel() and not bool(torch.isfinite(x).all()):  # a Poisson rate must be a number
+        raise ValueError("x: contains NaN or Inf (Poisson noise needs finite pixel values)")
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     img = torch.clamp((x.to(acc) * 255.0).round(), 0, 255) / 255.0
     noise = _poisson_part(img, g)
@@ -180,5 +188,5 @@ def random_poisson_noise(x: torch.Tensor, seed: int, scale_range=(0.05, 3.0), gr
     return poisson_noise(x, scale, gray, noise_seed), scale, gray
 
 
-__all__ = ["RESIZE_MODES", "blur", "draw_resize", "resize", "gaussian_noise", "poisson_noise", "random_gaussian_noise", "random_jpeg", "random_poisson_noise",
+__all__ = ["RESIZE_MODES", "blur", "check_resize_range", "draw_resize", "resize", "gaussian_noise", "poisson_noise", "random_gaussian_noise", "random_jpeg", "random_poisson_noise",
            "random_resize"]

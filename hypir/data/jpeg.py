@@ -65,6 +65,10 @@ def jpeg(x: torch.Tensor, quality) -> torch.Tensor:
     B, C, H, W = x.shape
     if C != 3:
         raise ValueError(f"x: expected 3 (RGB) channels, got shape {tuple(x.shape)}")
+    if not isinstance(quality, (int, torch.Tensor)) or isinstance(quality, bool):
+        raise ValueError(f"quality: expected an int or [B={B}] ints, got {quality!r}")
+    if isinstance(quality, int) and not 1 <= quality <= 100:
+        raise ValueError(f"quality: expected values in [1, 100], got {quality}")
     q = torch.as_tensor(quality, device=x.device)
     if q.dim() == 0:
         q = q.expand(B)

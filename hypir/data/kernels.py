@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hypir_kernels._checks import check_int, check_seed
+from hypir_kernels._checks import check_int, check_probability, check_range, check_seed, check_weights
 
 KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 
@@ -45,19 +45,16 @@ class KernelSpec:
     def __post_init__(self):
         if not self.kinds or any(k not in KINDS for k in self.kinds):
             raise ValueError(f"kinds: expected a non-empty subset of {KINDS}, got {self.kinds!r}")
-        if len(self.probs) != len(self.kinds) or any(p < 0 for p in self.probs) or sum(self.probs) <= 0:
-            raise ValueError(f"probs: expected {len(self.kinds)} non-negative weights, got {self.probs!r}")
-        if not self.sizes or any(not isinstance(s, int) or s < 1 or s % 2 == 0 or s > self.pad_to for s in self.sizes):
+        check_weights("probs", self.probs, len(self.kinds))
+        check_int("pad_to", self.pad_to, minimum=1)
+        if not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 or s % 2 == 0 or s > self.pad_to
+                                 for s in self.sizes):
             raise ValueError(f"sizes: expected odd ints in [1, pad_to={self.pad_to}], got {self.sizes!r}")
         for name in ("sigma", "rotation", "betag", "betap"):
-            lo, hi = getattr(self, name)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-                raise ValueError(f"{name}: expected a finite range (low <= high), got {(lo, hi)!r}")
+            check_range(name, getattr(self, name), -math.inf)
         if self.sigma[0] <= 0:
             raise ValueError(f"sigma: expected a positive range, got {self.sigma!r}")
-        if not 0.0 <= self.sinc_prob <= 1.0:
-            raise ValueError(f"sinc_prob: expected a probability, got {self.sinc_prob!r}")
-        check_int("pad_to", self.pad_to, minimum=1)
+        check_probability("sinc_prob", self.sinc_prob)
         if self.pad_to % 2 == 0:
             raise ValueError(f"pad_to: expected an odd size, got {self.pad_to}")
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import torch
 
 import hypir_kernels as hk
-from hypir_kernels._checks import check_int, check_seed, check_tensor
+from hypir_kernels._checks import check_int, check_probability, check_range, check_seed, check_tensor, check_weights
 
-from .degrade import (RESIZE_MODES, draw_resize, random_gaussian_noise, random_jpeg, random_poisson_noise,
+from .degrade import (RESIZE_MODES, check_resize_range, draw_resize, random_gaussian_noise, random_jpeg, random_poisson_noise,
                       random_resize, resize)
 from .kernels import KernelDraws, KernelSpec, build_kernels, random_kernels
 
@@ -28,7 +28,7 @@ def usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshol
     """BasicSR's unsharp masking of the ground truth: ``img + weight * (img - blur)`` where the
     residual exceeds ``threshold``/255, blended through a blurred mask. Blur: OpenCV's Gaussian of
     size ``radius`` (made odd) with its default sigma ``0.3 ((k - 1) / 2 - 1) + 0.8``, reflect padding."""
-    check_tensor("img", img, dims=4)
+    check_tensor("img", img, dims=4, dtypes=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
     k = radius + 1 if radius % 2 == 0 else radius
     sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
     blurred = hk.gaussian_blur(img, sigma, kernel_size=k, padding="reflect")
@@ -53,11 +53,14 @@ class StageConfig:
     gray_noise_prob: float = 0.4
     jpeg_range: tuple[int, int] = (30, 95)
 
-    def __post_init__(self):
+    def __post_init__(self):  # the stage functions check these too; here a bad config fails when built
         for name in ("blur_prob", "gaussian_noise_prob", "gray_noise_prob"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {v!r}")
+            check_probability(name, getattr(self, name))
+        check_weights("resize_prob", self.resize_prob, 3)
+        check_resize_range("resize_range", self.resize_range)
+        check_range("noise_range", self.noise_range)
+        check_range("poisson_scale_range", self.poisson_scale_range)
+        check_range("jpeg_range", self.jpeg_range, 1, 100, ints=True)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,7 @@ class DegradationConfig:
 
     def __post_init__(self):
         check_int("scale", self.scale, minimum=1)
-        if not 0.0 <= self.final_sinc_prob <= 1.0:
-            raise ValueError(f"final_sinc_prob: expected a probability in [0, 1], got {self.final_sinc_prob!r}")
+        check_probability("final_sinc_prob", self.final_sinc_prob)
 
 
 def _final_sinc(batch: int, seed: int, prob: float, pad_to: int = 21) -> torch.Tensor:
@@ -131,6 +133,8 @@ def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None
         raise ValueError(f"gt: expected 3 (RGB) channels, got shape {tuple(gt.shape)}")
     if H % cfg.scale or W % cfg.scale or H < cfg.scale or W < cfg.scale:
         raise ValueError(f"gt: height and width must be positive multiples of scale={cfg.scale}, got {H}x{W}")
+    if gt.numel() and not bool(torch.isfinite(gt).all()):
+        raise ValueError("gt: contains NaN or Inf")
     g = torch.Generator().manual_seed(check_seed("seed", seed))
     seeds = [int(s) for s in torch.randint(0, 2**62, (12,), generator=g)]
     target = (ops.sharpen or usm_sharp)(gt) if cfg.usm else gt

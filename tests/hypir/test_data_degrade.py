@@ -113,3 +113,16 @@ def test_random_poisson_noise_draws_from_the_seed():
     b, sb, gb = random_poisson_noise(x, seed=5)
     assert torch.equal(a, b) and torch.equal(sa, sb) and torch.equal(ga, gb)
     assert (sa >= 0.05).all() and (sa <= 3).all() and not torch.equal(a, x)
+
+
+def test_poisson_noise_rejects_non_finite_pixels():
+    from hypir.data.degrade import poisson_noise
+
+    x = torch.rand(1, 3, 4, 4)
+    x[0, 1, 2, 2] = float("inf")
+    with pytest.raises(ValueError, match="^x: contains NaN or Inf"):
+        poisson_noise(x, torch.ones(1), torch.zeros(1, dtype=torch.bool), 0)
+    from hypir.data.degrade import resize
+
+    with pytest.raises(ValueError, match="^mode: expected one of"):
+        resize(torch.zeros(1, 3, 8, 8), "nearest", scale=0.5)

@@ -76,3 +76,9 @@ def test_bad_input(args, match):
 def test_odd_sizes_and_empty_batches():
     assert jpeg(torch.rand(2, 3, 13, 29), 50).shape == (2, 3, 13, 29)
     assert jpeg(torch.rand(0, 3, 16, 16), 50).shape == (0, 3, 16, 16)
+
+
+def test_quality_of_the_wrong_type_is_named():
+    for q in ("50", 50.0, [50]):
+        with pytest.raises(ValueError, match="^quality"):
+            jpeg(torch.zeros(1, 3, 8, 8), q)

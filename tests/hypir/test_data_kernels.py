@@ -79,6 +79,7 @@ def test_kernels_blur_through_filter2d():
     (dict(kinds=("box",), probs=(1.0,)), "kinds"), (dict(probs=(1.0,)), "probs"), (dict(sizes=(8,)), "sizes"),
     (dict(sizes=(23,)), "sizes"), (dict(sigma=(0.0, 1.0)), "sigma"), (dict(betag=(2.0, 1.0)), "betag"),
     (dict(sinc_prob=1.5), "sinc_prob"), (dict(pad_to=20, sizes=(7,)), "pad_to"),
+    (dict(probs=("a",) * 6), "probs"), (dict(sizes=(True,)), "sizes"), (dict(rotation=(0, float("inf"))), "rotation"),
 ])
 def test_bad_specs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=f"^{match}"):

@@ -67,3 +67,24 @@ def test_stage_options_are_checked_and_used():
     lq, _ = degrade(gt, 0, DegradationConfig(stage1=quiet, stage2=quiet, final_sinc_prob=0.0, usm=False))
     ref = torch.nn.functional.interpolate(gt, size=(16, 16), mode="area")
     assert ((lq - ref) ** 2).mean() < 3e-4  # measured 5.6e-5; the default degradation gives 1.3e-3..3.9e-3 here
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(resize_prob=(-1, 0, 0)), "resize_prob"), (dict(resize_range=(1.5, 2.0)), "resize_range"),
+    (dict(jpeg_range=(0, 200)), "jpeg_range"), (dict(noise_range="ab"), "noise_range"),
+    (dict(poisson_scale_range=(float("nan"), 1)), "poisson_scale_range"), (dict(gray_noise_prob=True), "gray_noise_prob"),
+])
+def test_stage_config_rejects_bad_options_when_built(kwargs, match):
+    from hypir.data.realesrgan import StageConfig
+
+    with pytest.raises(ValueError, match=f"^{match}"):
+        StageConfig(**kwargs)
+
+
+def test_non_finite_or_wrong_dtype_input_is_named():
+    gt = torch.rand(1, 3, 16, 16)
+    gt[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="^gt: contains NaN"):
+        degrade(gt, 0)
+    with pytest.raises(ValueError, match="^img: expected dtype"):
+        usm_sharp(torch.zeros(1, 3, 8, 8, dtype=torch.int64))
