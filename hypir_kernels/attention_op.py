@@ -10,6 +10,7 @@ it is already a blocked flash kernel). The Triton path is the pair of library op
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -30,6 +31,24 @@ _FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 def _check(q, k, v, scale) -> float:
+    T = torch.Tensor
+    if (isinstance(q, T) and isinstance(k, T) and isinstance(v, T) and q.dim() == 4 and k.dim() == 4
+            and q.dtype in _DTYPES and k.dtype == q.dtype and v.dtype == q.dtype and k.device == q.device
+            and v.device == q.device and k.shape == v.shape and k.shape[:2] == q.shape[:2]
+            and k.shape[3] == q.shape[3] and k.shape[2] >= 1 and q.shape[3] in HEAD_DIMS):
+        if scale is None:  # the common call: consistent tensors, default scale (host time matters)
+            return 1.0 / math.sqrt(q.shape[3])
+    else:
+        _explain_bad_tensors(q, k, v)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale == 0:
+        raise ValueError(f"scale: expected a finite non-zero number or None, got {scale!r}")
+    if abs(scale) > _FLOAT32_MAX:  # the kernels scale in float32: it would become inf
+        raise ValueError(f"scale: {scale!r} overflows float32 (max {_FLOAT32_MAX:g})")
+    return float(scale)
+
+
+def _explain_bad_tensors(q, k, v) -> None:
+    """The ValueError naming what is wrong with ``q``, ``k``, ``v`` (called when the fast check fails)."""
     check_tensor("q", q, dims=4, dtypes=_DTYPES)
     check_tensor("k", k, dims=4, dtypes=_DTYPES)
     check_tensor("v", v, dims=4, dtypes=_DTYPES)
@@ -51,13 +70,7 @@ def _check(q, k, v, scale) -> float:
     head_dim = q.shape[3]
     if head_dim not in HEAD_DIMS:
         raise ValueError(f"q: head dim (dim 3) must be one of {HEAD_DIMS}, got {head_dim}")
-    if scale is None:
-        return 1.0 / math.sqrt(head_dim)
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale == 0:
-        raise ValueError(f"scale: expected a finite non-zero number or None, got {scale!r}")
-    if abs(scale) > _FLOAT32_MAX:  # the kernels scale in float32: it would become inf
-        raise ValueError(f"scale: {scale!r} overflows float32 (max {_FLOAT32_MAX:g})")
-    return float(scale)
+    raise AssertionError("the fast check rejected tensors the detailed checks accept")  # pragma: no cover
 
 
 # Per-call backend choice. "auto" picks per (device capability, dtype, head dim, token counts,
@@ -116,6 +129,11 @@ def attention_backend(q: torch.Tensor, k: torch.Tensor, backend: str = "auto") -
     tensor requiring them."""
     check_tensor("q", q, dims=4)
     check_tensor("k", k, dims=4)
+    return _backend_for(q, k, backend)
+
+
+def _backend_for(q: torch.Tensor, k: torch.Tensor, backend: str) -> str:
+    """:func:`attention_backend` for tensors already checked."""
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"backend: expected one of {ATTENTION_BACKENDS}, got {backend!r}")
     if backend != "auto":
@@ -123,9 +141,16 @@ def attention_backend(q: torch.Tensor, k: torch.Tensor, backend: str = "auto") -
     forced = _forced_attention_backend(q.device.type)
     if forced is not None:  # use_backend(...) / HYPIR_KERNELS_BACKEND
         return forced
-    cap = torch.cuda.get_device_capability(q.device) if q.device.type == "cuda" else None
+    if q.device.type != "cuda":
+        return "sdpa"  # what choose_attention_backend answers off CUDA, without its inputs
     training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
-    return choose_attention_backend(q.device.type, cap, q.dtype, q.shape[-1], q.shape[-2], k.shape[-2], training)
+    return choose_attention_backend("cuda", _capability(q.device.index), q.dtype, q.shape[-1], q.shape[-2], k.shape[-2],
+                                    training)
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: int | None) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
@@ -146,7 +171,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | 
     (``transpose(1, 2).reshape(B, Sq, H * D)``) is free.
     """
     scale = _check(q, k, v, scale)
-    name = attention_backend(q, k, backend)
+    name = _backend_for(q, k, backend)
     if q.numel() == 0:  # B, H or Sq = 0: nothing to attend (torch 2.11's CPU SDPA dies of SIGFPE with H = 0)
         return torch.zeros_like(q) + 0 * (q.sum() + k.sum() + v.sum())  # empty, still on the autograd graph
     if name == "triton":
