@@ -148,6 +148,7 @@ def _backend_for(q: torch.Tensor, k: torch.Tensor, backend: str) -> str:
                                     training)
 
 
+@torch.compiler.assume_constant_result  # a constant of the device, not something to trace
 @functools.lru_cache(maxsize=None)
 def _capability(index: int | None) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
