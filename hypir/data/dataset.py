@@ -72,9 +72,13 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
+        return self.sample(index, self.epoch)
+
+    def sample(self, index: int, epoch: int) -> dict:
+        """Item ``index`` as seen in ``epoch`` (what ``self[index]`` gives after ``set_epoch(epoch)``)."""
         path, prompt = self.items[index]
         img, _ = read_image(path)
-        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (1 << 63))
+        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (1 << 63))
         _, H, W = img.shape
         pad_h, pad_w = max(self.crop - H, 0), max(self.crop - W, 0)
         if pad_h or pad_w:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from hypir_kernels import tiled_apply
 
 from ..models import lora as hypir_lora
+from ..models.onestep import OneStep
 from ..models.sd2 import Components, build_components, load_components
 from ..models.texture import has_texture_embedding, texture_richness
 from .colorfix import wavelet_color_fix
@@ -95,19 +96,13 @@ class Restorer:
                  posterior: str = "mode"):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        n_steps = components.scheduler.config.num_train_timesteps
-        for name, t in (("model_t", model_t), ("coeff_t", coeff_t)):
-            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < n_steps:
-                raise ValueError(f"{name}: expected an int in [0, {n_steps}), got {t!r}")
+        self.one_step = OneStep(components.scheduler, model_t, coeff_t)
         if attention not in ("default", "hypir"):
             raise ValueError(f"attention: expected 'default' or 'hypir', got {attention!r}")
         if posterior not in ("mode", "sample"):
             raise ValueError(f"posterior: expected 'mode' or 'sample', got {posterior!r}")
-        prediction = components.scheduler.config.prediction_type
-        if prediction not in ("epsilon", "v_prediction"):
-            raise ValueError(f"scheduler: prediction_type {prediction!r} is not supported (epsilon, v_prediction)")
         self.components = components
-        self.model_t, self.coeff_t, self.posterior, self.prediction = model_t, coeff_t, posterior, prediction
+        self.model_t, self.coeff_t, self.posterior = model_t, coeff_t, posterior
         self.merged = False
         if merge and _has_lora(components.unet):
             hypir_lora.merge_and_unload(components.unet)  # in the load precision, before any cast
@@ -122,8 +117,6 @@ class Restorer:
             from hypir_kernels.diffusers import use_attention
 
             use_attention(components.unet)
-        abar = components.scheduler.alphas_cumprod[coeff_t].double()
-        self._sqrt_abar, self._sqrt_1m_abar = float(abar.sqrt()), float((1 - abar).sqrt())
         self._text_cache: dict[str, torch.Tensor] = {}
         self._memory_models: dict[str, MemoryModel] = {}
         self._warned_texture = False
@@ -186,18 +179,7 @@ class Restorer:
 
     def _unet_fn(self, text: torch.Tensor, texture: torch.Tensor | None):
         unet = self.components.unet
-        t = torch.tensor([self.model_t], device=self.device)
-        a, b = self._sqrt_abar, self._sqrt_1m_abar
-
-        def denoise(z: torch.Tensor) -> torch.Tensor:
-            n = z.shape[0]
-            labels = texture.expand(n) if texture is not None else None
-            out = unet(_nhwc(z), t.expand(n), encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels).sample
-            if self.prediction == "epsilon":
-                return (z - b * out) / a
-            return a * z - b * out  # v-prediction
-
-        return denoise
+        return lambda z: self.one_step(unet, _nhwc(z), text, texture)
 
     def _decode_fn(self):
         vae = self.components.vae

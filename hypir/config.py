@@ -1,0 +1,127 @@
+"""YAML configs validated into typed, frozen dataclasses (DESIGN.md §7).
+
+:func:`parse` builds a dataclass from a nested mapping: unknown keys, missing required keys and
+values of the wrong type are ``ValueError`` naming the dotted key (``train.lr_g: expected a
+number, got 'fast'``). Field types are read from the annotations (``int``, ``float``, ``bool``,
+``str``, ``X | None``, ``tuple[T, ...]``, ``tuple[A, B]``, ``Literal[...]``, nested dataclasses);
+a dataclass's own ``__post_init__`` checks ranges, and its ``ValueError`` gets the dotted prefix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """The top-level mapping of a YAML file (an empty file is ``{}``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config: no such file {str(path)!r}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f"config: {str(path)!r} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse(cls: type[T], data: Any, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from mapping ``data`` (see the module docstring)."""
+    where = prefix or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ValueError(f"{_join(prefix, unknown[0])}: unknown key (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"{key}: required")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise ValueError(f"{prefix}.{e}" if prefix else str(e)) from None
+
+
+def to_dict(obj) -> Any:
+    """The plain (YAML/JSON-ready) form of a config dataclass: tuples become lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _convert(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, key)
+            except ValueError as e:
+                errors.append(str(e).removeprefix(f"{key}: "))
+        raise ValueError(f"{key}: " + " or ".join(dict.fromkeys(errors)))
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices if c == value):
+            raise ValueError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{key}: expected a list of {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(tp):
+        return parse(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config field type {tp!r}")  # a bug in a config class
+
+
+__all__ = ["load_yaml", "parse", "to_dict"]

@@ -1,0 +1,203 @@
+"""The HYPIR trainer's configuration (``hypir train --config FILE``): typed, frozen dataclasses
+with the paper's / released code's defaults; see ``configs/hypir-sd21.yaml`` for every key.
+
+Sections: ``model``, ``data``, ``degradation`` (:class:`hypir.data.DegradationConfig`),
+``discriminator``, ``loss``, ``optim``, ``run``. Unknown keys and bad values raise ``ValueError``
+naming the dotted key (:func:`hypir.config.parse`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hypir_kernels._checks import check_int, check_seed
+
+from ..config import load_yaml, parse
+from ..data.realesrgan import DegradationConfig
+from .discriminator import BACKBONES, CONVNEXTS
+
+
+def _positive(name, value):
+    if not value > 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+
+
+def _non_negative(name, value):
+    if not value >= 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """Random-weight SD2.1 architecture at reduced width (:func:`hypir.testing.sd2_configs`)."""
+
+    unet_width: int = 32
+    vae_width: int = 8
+    text_width: int = 32
+    heads: int = 2
+    sample_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("unet_width", "vae_width", "text_width", "heads", "sample_size"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_seed("seed", self.seed)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``base_model``: a local diffusers SD2.1-base directory; or ``tiny`` (tests, the tiny config:
+    the random-weight model is written to ``<output_dir>/base_model`` so ``hypir restore`` can use it)."""
+
+    base_model: str | None = None
+    tiny: TinyModel | None = None
+    lora_rank: int = 256
+    lora_alpha: float | None = None  # None: = rank (scale 1), as released
+    texture: bool = True  # train the texture-richness embedding (fed the ground truth's richness)
+    model_t: int = 200
+    coeff_t: int = 200
+    posterior: Literal["sample", "mode"] = "sample"  # VAE posterior of the LQ latent, as released
+    prompt: str = ""  # text condition of images without a prompt of their own
+    init_weights: str | None = None  # start from a HYPIR checkpoint instead of a fresh LoRA
+    gradient_checkpointing: bool = False  # recompute UNet activations in backward (memory for time)
+
+    def __post_init__(self):
+        if (self.base_model is None) == (self.tiny is None):
+            raise ValueError("base_model: give exactly one of base_model (a diffusers directory) and tiny")
+        check_int("lora_rank", self.lora_rank, minimum=1)
+        if self.lora_alpha is not None:
+            _positive("lora_alpha", self.lora_alpha)
+        for name in ("model_t", "coeff_t"):
+            check_int(name, getattr(self, name), minimum=0, maximum=999)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``source``: a folder of images or a CSV listing (``path``, ``prompt`` columns); or
+    ``generated``: that many procedurally generated images (:class:`hypir.data.GeneratedImages`)."""
+
+    source: str | None = None
+    generated: int = 0
+    crop: int = 512
+    flip: bool = True
+    batch_size: int = 1  # per device and micro-batch; global batch = batch_size x processes x accumulation
+    accumulation: int = 1
+    workers: int = 0
+
+    def __post_init__(self):
+        if (self.source is None) == (self.generated == 0):
+            raise ValueError("source: give exactly one of source (folder or CSV) and generated (a count)")
+        check_int("generated", self.generated, minimum=0)
+        for name in ("crop", "batch_size", "accumulation"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("workers", self.workers, minimum=0)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    backbone: str = "convnext_large"
+    weights: str | None = None  # local torchvision weights of a ConvNeXt backbone
+    head_channels: int = 256
+    conv_widths: tuple[int, ...] = (16, 32, 64)  # the "conv" test backbone
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone: expected one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.backbone in CONVNEXTS and self.weights is None:
+            raise ValueError(f"weights: backbone {self.backbone} needs a local weights file (nothing is downloaded)")
+        check_int("head_channels", self.head_channels, minimum=1)
+        if not self.conv_widths:
+            raise ValueError("conv_widths: expected at least one width")
+        for w in self.conv_widths:
+            check_int("conv_widths", w, minimum=1)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    mse: float = 1.0
+    lpips: float = 5.0
+    gan: float = 0.5
+    gan_loss: Literal["bce", "hinge"] = "bce"
+    real_label: float = 0.8
+    fake_label: float = 0.0
+    generator_label: float = 0.8
+    lpips_vgg: str | None = None  # local torchvision VGG16 weights; None: the documented substitute
+    lpips_lin: str | None = None  # local LPIPS lin weights (lpips/weights/v0.1/vgg.pth)
+
+    def __post_init__(self):
+        for name in ("mse", "lpips", "gan"):
+            _non_negative(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr_g: float = 1e-5
+    lr_d: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0  # max gradient norm of each network; 0 disables
+    warmup: int = 0  # linear learning-rate warm-up steps
+
+    def __post_init__(self):
+        _positive("lr_g", self.lr_g)
+        _positive("lr_d", self.lr_d)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+        _non_negative("weight_decay", self.weight_decay)
+        _non_negative("grad_clip", self.grad_clip)
+        check_int("warmup", self.warmup, minimum=0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    output_dir: str = "runs/hypir"
+    steps: int = 30000
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, none on the CPU
+    ema: float = 0.999  # 0 disables
+    log_every: int = 10
+    sample_every: int = 0  # write a sample grid every N steps (0: never)
+    checkpoint_every: int = 1000  # 0: only at the end
+    keep_last: int = 3
+    export: str = "hypir.safetensors"  # released-format weights written at the end (in output_dir)
+    export_ema: bool = True  # export the EMA weights (else the raw ones)
+    tensorboard: bool = True  # when the tensorboard package is installed
+
+    def __post_init__(self):
+        check_int("steps", self.steps, minimum=1)
+        check_seed("seed", self.seed)
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema: expected a number in [0, 1), got {self.ema!r}")
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            check_int(name, getattr(self, name), minimum=0)
+        check_int("keep_last", self.keep_last, minimum=1)
+        if not self.export.endswith((".safetensors", ".pth")):
+            raise ValueError(f"export: expected a .safetensors or .pth file name, got {self.export!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig
+    data: DataConfig
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        if self.data.crop % self.degradation.scale:
+            raise ValueError(f"data.crop: {self.data.crop} is not a multiple of degradation.scale={self.degradation.scale}")
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
+    """Read and validate a YAML config; relative paths in it stay relative to the working directory."""
+    data = load_yaml(path)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return parse(TrainConfig, data)

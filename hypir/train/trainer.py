@@ -1,0 +1,427 @@
+"""HYPIR adversarial LoRA fine-tuning (paper §3, §5.3; released training recipe, DESIGN.md §5).
+
+Generator: the SD2 UNet with the HYPIR LoRA (and the texture-richness embedding), run one step
+exactly as in inference (:class:`hypir.models.onestep.OneStep`), LoRA layers executed by
+:func:`hypir_kernels.lora.patch_peft`; VAE and text encoder frozen. The LQ input is the
+on-device Real-ESRGAN degradation (:func:`hypir.data.degrade`) of the ground truth, resized back
+to its size (bicubic). Discriminator: :class:`~hypir.train.discriminator.Discriminator`. Each step:
+a generator step (``mse * MSE + lpips * LPIPS + gan * GAN`` in pixel space), then a discriminator
+step on the same batch, AdamW for both, gradient clipping, EMA of the generator's weights.
+
+Distribution through ``accelerate`` (``accelerate launch`` / ``torchrun``; DDP). A step's global
+batch is ``batch_size x processes x accumulation`` samples in micro-batches; micro-batch ``k`` of
+step ``s`` holds the same samples, degraded from the same seed, in any layout of processes and
+accumulation, so a 2-process run equals a 1-process run with twice the accumulation.
+Every random draw comes from ``(run.seed, step, micro-batch)``: resuming from a checkpoint
+continues bit for bit.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import to_dict
+from ..data.realesrgan import degrade
+from ..models import lora as hypir_lora
+from ..models.onestep import OneStep
+from ..models.texture import attach_texture_embedding, has_texture_embedding, texture_richness
+from . import checkpoint
+from .config import TrainConfig
+from .discriminator import Discriminator, update_spectral_norms
+from .ema import EMA
+from .losses import LPIPS, discriminator_loss, generator_loss
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (run seed, step, micro-batch, ...)."""
+    s = 0
+    for p in parts:
+        s = (s * 1_000_003 + int(p)) * 1_000_033 % (1 << 63)
+    return s
+
+
+class _Positions(torch.utils.data.Dataset):
+    """Global sample position ``p`` -> item ``perm_e[p mod N]`` of epoch ``e = p // N`` (a seeded
+    permutation per epoch), with that epoch's crop and flip."""
+
+    def __init__(self, base, seed: int):
+        self.base, self.seed = base, seed
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, position: int) -> dict:
+        n = len(self.base)
+        epoch, i = divmod(position, n)
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            self._perm = (epoch, torch.randperm(n, generator=g))
+        return self.base.sample(int(self._perm[1][i]), epoch)
+
+
+class _MicroBatches(torch.utils.data.Sampler):
+    """Positions of this process's micro-batches, step by step from ``start``."""
+
+    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, accumulation: int):
+        self.start, self.steps, self.batch = start, steps, batch
+        self.rank, self.world, self.acc = rank, world, accumulation
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.acc
+
+    def __iter__(self):
+        per_step = self.batch * self.world * self.acc
+        for step in range(self.start, self.steps):
+            for j in range(self.acc):
+                first = step * per_step + (self.rank * self.acc + j) * self.batch
+                yield list(range(first, first + self.batch))
+
+
+class HypirTrainer:
+    """Build everything a run needs from a :class:`TrainConfig`; :meth:`train` runs it.
+
+    Args:
+        config: the run's configuration.
+        accelerator: an ``accelerate.Accelerator`` (default: one with the config's mixed precision).
+        progress: show a progress bar (main process only).
+    """
+
+    def __init__(self, config: TrainConfig, accelerator=None, progress: bool = True):
+        from accelerate import Accelerator
+
+        self.cfg = cfg = config
+        if accelerator is None:
+            mp = cfg.run.mixed_precision
+            if mp == "auto":
+                mp = "bf16" if torch.cuda.is_available() else "no"
+            accelerator = Accelerator(mixed_precision=mp)
+        self.acc = acc = accelerator
+        self.device = acc.device
+        self.out = Path(cfg.run.output_dir)
+        self.progress = progress
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+        components = self._components()
+        self.components = components
+        unet = components.unet
+        if cfg.model.init_weights is not None:
+            hypir_lora.load_checkpoint(unet, cfg.model.init_weights,
+                                       hypir_lora.LoraSpec(rank=cfg.model.lora_rank, alpha=cfg.model.lora_alpha))
+        else:
+            torch.manual_seed(derive_seed(cfg.run.seed, 1))  # peft's gaussian init of lora_A
+            hypir_lora.add_lora(unet, hypir_lora.LoraSpec(rank=cfg.model.lora_rank, alpha=cfg.model.lora_alpha))
+        if cfg.model.texture and not has_texture_embedding(unet):
+            torch.manual_seed(derive_seed(cfg.run.seed, 2))
+            attach_texture_embedding(unet)
+        unet.requires_grad_(False)
+        for name, p in unet.named_parameters():
+            if "lora_" in name or (cfg.model.texture and name.startswith("class_embedding.")):
+                p.requires_grad_(True)
+        if cfg.model.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        from hypir_kernels.lora import patch_peft
+
+        patch_peft(unet)
+        for m in (components.vae, components.text_encoder):
+            m.to(self.device).requires_grad_(False).eval()
+        self.one_step = OneStep(components.scheduler, cfg.model.model_t, cfg.model.coeff_t)
+
+        d = cfg.discriminator
+        disc = Discriminator(d.backbone, d.weights, d.head_channels, seed=derive_seed(cfg.run.seed, 3),
+                             conv_widths=d.conv_widths)
+        self.lpips = LPIPS(cfg.loss.lpips_vgg, cfg.loss.lpips_lin, seed=derive_seed(cfg.run.seed, 4)).to(self.device)
+        if self.lpips.substitute and cfg.loss.lpips > 0 and acc.is_main_process:
+            print("hypir train: LPIPS without local VGG/lin weights: using the random-VGG substitute "
+                  "(loss.lpips_vgg / loss.lpips_lin to use the real one)")
+
+        o = cfg.optim
+        g_params = [p for p in unet.parameters() if p.requires_grad]
+        d_params = [p for p in disc.parameters() if p.requires_grad]
+        opt_g = torch.optim.AdamW(g_params, lr=o.lr_g, betas=o.betas, weight_decay=o.weight_decay)
+        opt_d = torch.optim.AdamW(d_params, lr=o.lr_d, betas=o.betas, weight_decay=o.weight_decay)
+        warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warm)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, warm)
+        self.unet, self.disc, self.opt_g, self.opt_d = acc.prepare(unet, disc, opt_g, opt_d)
+        self.g_named = {n: p for n, p in self._unet.named_parameters() if p.requires_grad}
+        self.ema = EMA(self.g_named, cfg.run.ema) if cfg.run.ema > 0 else None
+
+        self.dataset = self._dataset()
+        self.step = 0
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._writer = None
+
+    # ---- construction ---------------------------------------------------------------------
+
+    @property
+    def _unet(self):
+        return self.acc.unwrap_model(self.unet)
+
+    @property
+    def _disc(self):
+        return self.acc.unwrap_model(self.disc)
+
+    @property
+    def base_model_dir(self) -> Path:
+        """The diffusers directory the exported weights go with."""
+        return self.out / "base_model" if self.cfg.model.tiny is not None else Path(self.cfg.model.base_model)
+
+    def _components(self):
+        from ..models.sd2 import load_components
+
+        m = self.cfg.model
+        if m.tiny is None:
+            return load_components(m.base_model)
+        from ..testing import tiny_components
+
+        t = m.tiny
+        with tempfile.TemporaryDirectory() as tok:
+            components = tiny_components(tok, seed=t.seed, unet_width=t.unet_width, vae_width=t.vae_width,
+                                         text_width=t.text_width, heads=t.heads, sample_size=t.sample_size)
+            if self.acc.is_main_process and not (self.base_model_dir / "unet" / "config.json").is_file():
+                components.save_pretrained(self.base_model_dir)
+        self.acc.wait_for_everyone()
+        return components
+
+    def _dataset(self):
+        from ..data.dataset import ImageDataset
+        from ..data.synthetic import GeneratedImages
+
+        d, seed = self.cfg.data, self.cfg.run.seed
+        if d.source is not None:
+            return ImageDataset(d.source, crop=d.crop, flip=d.flip, prompt=self.cfg.model.prompt, seed=seed)
+        return GeneratedImages(d.generated, size=d.crop, flip=d.flip, prompt=self.cfg.model.prompt, seed=seed)
+
+    def _loader(self, start: int):
+        d = self.cfg.data
+        sampler = _MicroBatches(start, self.cfg.run.steps, d.batch_size, self.acc.process_index,
+                                self.acc.num_processes, d.accumulation)
+        return torch.utils.data.DataLoader(_Positions(self.dataset, self.cfg.run.seed), batch_sampler=sampler,
+                                           num_workers=d.workers, persistent_workers=d.workers > 0)
+
+    # ---- the model ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _text(self, prompts: list[str]) -> torch.Tensor:
+        for p in set(prompts) - set(self._text_cache):
+            tok = self.components.tokenizer
+            ids = tok(p, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids.to(self.device)
+            self._text_cache[p] = self.components.text_encoder(ids)[0]
+        return torch.cat([self._text_cache[p] for p in prompts])
+
+    def generate(self, lq: torch.Tensor, prompts: list[str], richness: torch.Tensor | None, seed: int,
+                 unet=None) -> torch.Tensor:
+        """``lq [B, 3, H, W]`` in [0, 1] -> restored ``[B, 3, H, W]`` in [-1, 1] (with gradients
+        into the generator's trainable weights)."""
+        vae = self.components.vae
+        sf = vae.config.scaling_factor
+        with torch.no_grad():
+            dist = vae.encode(lq * 2 - 1).latent_dist
+            if self.cfg.model.posterior == "mode":
+                z = dist.mode()
+            else:
+                g = torch.Generator().manual_seed(seed)
+                z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(dist.mean)
+            z = z * sf
+        x0 = self.one_step(unet or self.unet, z, self._text(prompts), richness)
+        return vae.decode(x0 / sf).sample
+
+    # ---- one step -------------------------------------------------------------------------------
+
+    def _prepare_micro(self, step: int, k: int, batch: dict):
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        seed = derive_seed(self.cfg.run.seed, step, k)
+        lq, target = degrade(gt, seed, self.cfg.degradation)
+        lq = F.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1)
+        richness = texture_richness(target) if self.cfg.model.texture else None
+        return lq, target, list(batch["prompt"]), richness, derive_seed(seed, 1)
+
+    def train_step(self, step: int, micro: list[dict]) -> dict[str, float]:
+        """One generator step and one discriminator step over this process's micro-batches."""
+        acc, cfg, n = self.acc, self.cfg, len(micro)
+        k0 = acc.process_index * n
+        prepared = [self._prepare_micro(step, k0 + j, b) for j, b in enumerate(micro)]
+        sums: dict[str, float] = {}
+
+        def add(name, value):
+            sums[name] = sums.get(name, 0.0) + float(value.detach() if torch.is_tensor(value) else value) / n
+
+        # Generator step: the discriminator's head is frozen and called unwrapped (no DDP sync).
+        disc = self._disc
+        disc.heads.requires_grad_(False)
+        self.unet.train()
+        fakes = []
+        for j, (lq, target, prompts, richness, seed) in enumerate(prepared):
+            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.unet)
+            with sync, acc.autocast():
+                x = self.generate(lq, prompts, richness, seed)
+                ref = target * 2 - 1
+                mse = F.mse_loss(x.float(), ref)
+                lp = self.lpips(x.float(), ref).mean() if cfg.loss.lpips > 0 else x.new_zeros(())
+                gan = generator_loss(disc(x), cfg.loss.gan_loss, cfg.loss.generator_label) if cfg.loss.gan > 0 else x.new_zeros(())
+                loss = cfg.loss.mse * mse + cfg.loss.lpips * lp + cfg.loss.gan * gan
+                acc.backward(loss / n)
+            fakes.append(x.detach())
+            add("loss_g", loss), add("mse", mse), add("lpips", lp), add("gan_g", gan)
+        sums["gnorm_g"] = self._clip(self.unet)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+
+        # Discriminator step on the same samples.
+        disc.heads.requires_grad_(True)
+        self.disc.train()
+        for j, ((_, target, *_), fake) in enumerate(zip(prepared, fakes)):
+            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.disc)
+            with sync, acc.autocast():
+                real_logits, fake_logits = self.disc(target * 2 - 1), self.disc(fake)
+                loss_d = discriminator_loss(real_logits, fake_logits, cfg.loss.gan_loss, cfg.loss.real_label,
+                                            cfg.loss.fake_label)
+                acc.backward(loss_d / n)
+            add("loss_d", loss_d)
+            add("d_real", sum(float(t.detach().float().mean()) for t in real_logits) / len(real_logits))
+            add("d_fake", sum(float(t.detach().float().mean()) for t in fake_logits) / len(fake_logits))
+        sums["gnorm_d"] = self._clip(self.disc)
+        self.opt_d.step()
+        self.sched_d.step()
+        self.opt_d.zero_grad(set_to_none=True)
+        update_spectral_norms(disc)
+        sums["lr_g"] = self.sched_g.get_last_lr()[0]
+        return sums
+
+    def _clip(self, model) -> float:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.cfg.optim.grad_clip > 0:
+            return float(self.acc.clip_grad_norm_(params, self.cfg.optim.grad_clip))
+        grads = [p.grad for p in params if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+
+    # ---- the run --------------------------------------------------------------------------------
+
+    def train(self, resume: str | None = None) -> Path:
+        """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save the
+        final checkpoint and export the released-format weights; returns the export's path."""
+        from tqdm.auto import tqdm
+
+        if resume is not None:
+            path = checkpoint.resolve(resume, self.out / "checkpoints")
+            if path is not None:
+                self.load(path)
+        cfg, acc = self.cfg, self.acc
+        total = cfg.run.steps
+        global_batch = cfg.data.batch_size * acc.num_processes * cfg.data.accumulation
+        it = iter(self._loader(self.step))
+        bar = tqdm(total=total, initial=self.step, desc="hypir train", unit="step",
+                   disable=not (self.progress and acc.is_main_process))
+        log_path = self.out / "log.jsonl"
+        start = time.perf_counter()
+        done = 0
+        while self.step < total:
+            micro = [next(it) for _ in range(cfg.data.accumulation)]
+            logs = self.train_step(self.step, micro)
+            self.step += 1
+            done += 1
+            rate = done * global_batch / (time.perf_counter() - start)
+            bar.update(1)
+            bar.set_postfix(g=f"{logs['loss_g']:.3f}", d=f"{logs['loss_d']:.3f}", img_s=f"{rate:.2f}")
+            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == total):
+                self._log(log_path, {"step": self.step, **logs, "images_per_s": rate})
+            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                self.write_samples(micro[0])
+            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < total:
+                self.save()
+        bar.close()
+        self.save()
+        return self.export()
+
+    def _log(self, path: Path, record: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.cfg.run.tensorboard:
+            if self._writer is None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    self._writer = False
+                else:
+                    self._writer = SummaryWriter(str(self.out / "tensorboard"))
+            if self._writer:
+                for k, v in record.items():
+                    if k != "step":
+                        self._writer.add_scalar(k, v, record["step"])
+
+    @torch.no_grad()
+    def write_samples(self, batch: dict) -> Path | None:
+        """A PNG grid (rows: degraded input, output, target) of a micro-batch, in ``samples/``."""
+        lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch)
+        with self.acc.autocast():
+            x = (self.generate(lq, prompts, richness, seed, unet=self._unet).float() + 1) / 2
+        if not self.acc.is_main_process:
+            return None
+        from ..data.io import write_image
+
+        grid = torch.cat([torch.cat(list(t.clamp(0, 1)), dim=2) for t in (lq, x, target)], dim=1)
+        path = self.out / "samples" / f"step-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, grid.cpu())
+        return path
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the whole training state (main process), keeping the last N."""
+        self.acc.wait_for_everyone()
+        path = None
+        if self.acc.is_main_process:
+            tensors = {"generator": {k: p for k, p in self.g_named.items()}, "discriminator": self._disc.heads.state_dict()}
+            if self.ema is not None:
+                tensors["ema"] = self.ema.state_dict()
+            optimizers = {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict(),
+                          "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()}
+            state = {"config": to_dict(self.cfg), "processes": self.acc.num_processes}
+            path = checkpoint.save(self.out / "checkpoints", self.step, tensors, optimizers, state, self.cfg.run.keep_last)
+        self.acc.wait_for_everyone()
+        return path
+
+    def load(self, path) -> None:
+        """Restore a checkpoint written by :meth:`save` (same model and optimiser layout)."""
+        tensors, optimizers, state = checkpoint.load(path)
+        gen = tensors.get("generator", {})
+        if set(gen) != set(self.g_named):
+            missing, extra = sorted(set(self.g_named) - set(gen)), sorted(set(gen) - set(self.g_named))
+            raise ValueError(f"resume: {str(path)!r} does not match this model (missing {missing[:3]}, unexpected {extra[:3]})")
+        with torch.no_grad():
+            for k, p in self.g_named.items():
+                p.copy_(gen[k])
+        self._disc.heads.load_state_dict(tensors["discriminator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(tensors["ema"])
+        self.opt_g.load_state_dict(optimizers["g"])
+        self.opt_d.load_state_dict(optimizers["d"])
+        self.sched_g.load_state_dict(optimizers["sched_g"])
+        self.sched_d.load_state_dict(optimizers["sched_d"])
+        self.step = int(state["step"])
+
+    def export(self, path: str | Path | None = None) -> Path:
+        """The released HYPIR format (LoRA + texture embedding; EMA weights unless
+        ``run.export_ema`` is false) for ``hypir restore --base-model <base_model_dir>``."""
+        path = Path(path) if path is not None else self.out / self.cfg.run.export
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            ctx = self.ema.applied() if (self.ema is not None and self.cfg.run.export_ema) else contextlib.nullcontext()
+            with ctx:
+                hypir_lora.save_checkpoint(self._unet, path)
+        self.acc.wait_for_everyone()
+        return path
