@@ -4,6 +4,7 @@
         [--stride PX] [--max-memory GB] [--prompt TEXT | --prompt-dir DIR] [--noise 0.0]
         [--texture auto|FLOAT] [--seed 0] [--device auto|cpu|cuda] [--dtype auto|fp32|bf16|fp16]
         [--no-merge]
+    hypir train --config FILE [--resume auto|DIR] [--set KEY=VALUE ...] [--quiet]
 
 Files or folders in (PNG, JPEG, WebP, TIFF, BMP; grayscale, RGBA, 16-bit, EXIF-rotated), one PNG
 per input out with the same stem. An image that cannot be read or restored is reported and
@@ -97,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     r.add_argument("--no-merge", action="store_true", help="keep the LoRA adapters instead of merging them")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train a HYPIR model (adversarial LoRA fine-tuning)",
+                       description="Train HYPIR from a YAML config (configs/hypir-sd21.yaml lists every key). "
+                                   "Several processes or GPUs: accelerate launch -m hypir train --config FILE.")
+    t.add_argument("--config", required=True, metavar="FILE", help="YAML config")
+    t.add_argument("--resume", default=None, metavar="auto|DIR",
+                   help="continue from a checkpoint directory, or 'auto': the latest under <output_dir>/checkpoints")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value, e.g. --set run.steps=100 (YAML value syntax; repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -173,10 +184,45 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _overrides(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def train_main(args) -> int:
+    from .train import HypirTrainer, load_config
+
+    try:
+        config = load_config(args.config, _overrides(args.overrides))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    _quiet_libraries()
+    try:
+        trainer = HypirTrainer(config, progress=not args.quiet)
+        exported = trainer.train(resume=args.resume)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    if trainer.acc.is_main_process:
+        print(f"hypir: trained {trainer.step} steps; weights {exported} (use with --base-model "
+              f"{trainer.base_model_dir})", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "restore":
         return restore_main(args)
+    if args.command == "train":
+        return train_main(args)
     return 2  # pragma: no cover (argparse rejects unknown commands)
 
 

@@ -38,8 +38,11 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def parse(cls: type[T], data: Any, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from mapping ``data`` (see the module docstring)."""
+def parse(cls: type[T], data: Any, prefix: str = "", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from mapping ``data`` (see the module docstring). Keys not given
+    keep their values in ``base`` (default: the field defaults); a nested section given in part
+    overrides only its keys, starting from the enclosing default (so a partial
+    ``degradation.stage2`` keeps stage 2's own defaults)."""
     where = prefix or "config"
     if data is None:
         data = {}
@@ -53,10 +56,21 @@ def parse(cls: type[T], data: Any, prefix: str = "") -> T:
     kwargs = {}
     for name, f in fields.items():
         key = _join(prefix, name)
+        if base is not None:
+            default = getattr(base, name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            nested = default if dataclasses.is_dataclass(default) else None
+            kwargs[name] = _convert(hints[name], data[name], key, nested)
+        elif default is dataclasses.MISSING:
             raise ValueError(f"{key}: required")
+        else:
+            kwargs[name] = default
     try:
         return cls(**kwargs)
     except ValueError as e:
@@ -76,7 +90,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _convert(tp, value, key: str):
+def _convert(tp, value, key: str, base=None):
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -85,7 +99,7 @@ def _convert(tp, value, key: str):
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _convert(arg, value, key)
+                return _convert(arg, value, key, base)
             except ValueError as e:
                 errors.append(str(e).removeprefix(f"{key}: "))
         raise ValueError(f"{key}: " + " or ".join(dict.fromkeys(errors)))
@@ -104,7 +118,7 @@ def _convert(tp, value, key: str):
             raise ValueError(f"{key}: expected a list of {len(args)} values, got {len(value)}: {value!r}")
         return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if dataclasses.is_dataclass(tp):
-        return parse(tp, value, key)
+        return parse(tp, value, key, base if isinstance(base, tp) else None)
     if tp is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{key}: expected true or false, got {value!r}")

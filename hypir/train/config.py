@@ -104,8 +104,6 @@ class DiscriminatorConfig:
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone: expected one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        if self.backbone in CONVNEXTS and self.weights is None:
-            raise ValueError(f"weights: backbone {self.backbone} needs a local weights file (nothing is downloaded)")
         check_int("head_channels", self.head_channels, minimum=1)
         if not self.conv_widths:
             raise ValueError("conv_widths: expected at least one width")
@@ -187,6 +185,10 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self):
+        d = self.discriminator
+        if d.backbone in CONVNEXTS and d.weights is None:
+            raise ValueError(f"discriminator.weights: backbone {d.backbone} needs a local weights file "
+                             f"(nothing is downloaded; backbone: conv runs without one)")
         if self.data.crop % self.degradation.scale:
             raise ValueError(f"data.crop: {self.data.crop} is not a multiple of degradation.scale={self.degradation.scale}")
 

@@ -399,9 +399,11 @@ class HypirTrainer:
         """Restore a checkpoint written by :meth:`save` (same model and optimiser layout)."""
         tensors, optimizers, state = checkpoint.load(path)
         gen = tensors.get("generator", {})
-        if set(gen) != set(self.g_named):
+        shapes = sorted(k for k in set(gen) & set(self.g_named) if gen[k].shape != self.g_named[k].shape)
+        if set(gen) != set(self.g_named) or shapes:
             missing, extra = sorted(set(self.g_named) - set(gen)), sorted(set(gen) - set(self.g_named))
-            raise ValueError(f"resume: {str(path)!r} does not match this model (missing {missing[:3]}, unexpected {extra[:3]})")
+            raise ValueError(f"resume: {str(path)!r} does not match this model (missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}, other shapes {shapes[:3]})")
         with torch.no_grad():
             for k, p in self.g_named.items():
                 p.copy_(gen[k])

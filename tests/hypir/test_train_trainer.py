@@ -1,0 +1,98 @@
+"""The HYPIR trainer end to end on a tiny SD2-architecture model and generated images: what
+trains and what stays frozen, resume equality, accumulation equality, export for `hypir restore`."""
+import math
+
+import pytest
+import torch
+
+from hypir.config import parse
+from hypir.train import HypirTrainer, TrainConfig
+from hypir.train import checkpoint
+
+
+def tiny_config(out, **sections) -> TrainConfig:
+    data = {
+        "model": {"tiny": {"unet_width": 32, "vae_width": 8, "text_width": 32}, "lora_rank": 4},
+        "data": {"generated": 6, "crop": 64, "batch_size": 1},
+        "discriminator": {"backbone": "conv", "head_channels": 16, "conv_widths": [8, 16]},
+        "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
+        "run": {"output_dir": str(out), "steps": 2, "log_every": 1, "checkpoint_every": 0, "ema": 0.9},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return parse(TrainConfig, data)
+
+
+def _state(trainer):
+    return {
+        "g": {k: p.detach().clone() for k, p in trainer.g_named.items()},
+        "d": {k: v.clone() for k, v in trainer._disc.heads.state_dict().items()},
+        "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()},
+    }
+
+
+def test_train_changes_lora_and_head_only(tmp_path):
+    trainer = HypirTrainer(tiny_config(tmp_path / "run"), progress=False)
+    unet, disc = trainer._unet, trainer._disc
+    frozen_before = {k: v.clone() for k, v in unet.state_dict().items() if "lora_" not in k and not k.startswith("class_embedding.")}
+    vae_before = {k: v.clone() for k, v in trainer.components.vae.state_dict().items()}
+    backbone_before = {k: v.clone() for k, v in disc.backbone.state_dict().items()}
+    before = _state(trainer)
+    assert any("lora_A" in k for k in before["g"]) and any(k.startswith("class_embedding.") for k in before["g"])
+
+    exported = trainer.train()
+
+    after = _state(trainer)
+    records = [__import__("json").loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        for key in ("loss_g", "mse", "lpips", "gan_g", "loss_d", "gnorm_g", "gnorm_d"):
+            assert math.isfinite(r[key]) and r[key] >= 0, (key, r)
+    changed = [k for k in before["g"] if not torch.equal(before["g"][k], after["g"][k])]
+    # every lora_A / lora_B tensor gets a gradient (B starts at zero; A's gradient flows once B moved)
+    assert all(not torch.equal(before["g"][k], after["g"][k]) for k in before["g"] if "lora_B" in k)
+    assert len(changed) > len(before["g"]) // 2
+    assert any(not torch.equal(before["d"][k], after["d"][k]) for k in before["d"] if k.endswith("original"))
+    assert all(torch.equal(v, unet.state_dict()[k]) for k, v in frozen_before.items())
+    assert all(torch.equal(v, trainer.components.vae.state_dict()[k]) for k, v in vae_before.items())
+    assert all(torch.equal(v, disc.backbone.state_dict()[k]) for k, v in backbone_before.items())
+    # EMA: between the initial and the current weights, not equal to either
+    k = next(k for k in after["g"] if "lora_B" in k)
+    assert not torch.equal(after["ema"][k], after["g"][k]) and not torch.equal(after["ema"][k], before["g"][k])
+
+    # The export is the released format with the EMA weights, and `Restorer` restores with it.
+    from hypir import Restorer
+    from hypir.models import read_checkpoint
+
+    state = read_checkpoint(exported)
+    assert set(state) == set(after["g"])
+    assert torch.equal(state[k], after["ema"][k].to(state[k].dtype))
+    restorer = Restorer.from_pretrained(trainer.base_model_dir, exported, device="cpu")
+    out = restorer(torch.rand(3, 24, 24), upscale=2)
+    assert out.shape == (3, 48, 48) and torch.isfinite(out).all()
+    assert checkpoint.list_checkpoints(tmp_path / "run" / "checkpoints")[-1].name == "step-00000002"
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    straight = HypirTrainer(tiny_config(tmp_path / "a", run={"steps": 4}), progress=False)
+    straight.train()
+
+    first = HypirTrainer(tiny_config(tmp_path / "b", run={"steps": 2}), progress=False)
+    first.train()
+    resumed = HypirTrainer(tiny_config(tmp_path / "b", run={"steps": 4}), progress=False)
+    resumed.train(resume="auto")
+    assert resumed.step == 4
+    a, b = _state(straight), _state(resumed)
+    for group in a:
+        for k in a[group]:
+            assert torch.equal(a[group][k], b[group][k]), (group, k)
+    opt_a, opt_b = straight.opt_g.state_dict()["state"], resumed.opt_g.state_dict()["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
+
+
+def test_resume_rejects_a_different_model(tmp_path):
+    first = HypirTrainer(tiny_config(tmp_path / "a", run={"steps": 1}), progress=False)
+    first.train()
+    other = HypirTrainer(tiny_config(tmp_path / "b", model={"lora_rank": 2}), progress=False)
+    with pytest.raises(ValueError, match="resume"):
+        other.train(resume=str(checkpoint.list_checkpoints(tmp_path / "a" / "checkpoints")[-1]))
