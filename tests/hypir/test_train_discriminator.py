@@ -1,0 +1,63 @@
+"""The discriminator: spectral norm (power iteration only on request), frozen backbones, heads."""
+import pytest
+import torch
+
+from hypir.train.discriminator import Discriminator, SpectralNorm, spectral_norm, update_spectral_norms
+
+
+def test_spectral_norm_converges_to_the_largest_singular_value():
+    conv = spectral_norm(torch.nn.Conv2d(5, 7, 3), torch.Generator().manual_seed(0))
+    w = conv.parametrizations.weight.original
+    for _ in range(300):
+        update_spectral_norms(conv)
+    sigma = torch.linalg.matrix_norm(w.detach().flatten(1), ord=2)
+    assert torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2) == pytest.approx(1.0, abs=1e-3)
+    torch.testing.assert_close(conv.weight, w / sigma, rtol=1e-3, atol=1e-6)
+
+
+def test_forward_does_not_iterate():
+    """The estimate moves only in update_spectral_norms, not per forward pass (accumulation- and
+    DDP-independence of a step)."""
+    conv = spectral_norm(torch.nn.Linear(6, 4))
+    sn = conv.parametrizations.weight[0]
+    assert isinstance(sn, SpectralNorm)
+    u = sn.u.clone()
+    conv.train()
+    for _ in range(3):
+        conv(torch.randn(2, 6)).sum().backward()
+    assert torch.equal(sn.u, u)
+    with torch.no_grad():
+        conv.parametrizations.weight.original.mul_(3).add_(torch.randn(4, 6))
+    update_spectral_norms(conv)
+    assert not torch.equal(sn.u, u)
+
+
+def test_conv_discriminator_levels_and_frozen_backbone():
+    d = Discriminator("conv", head_channels=8, conv_widths=(4, 8, 16))
+    logits = d(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert [tuple(t.shape) for t in logits] == [(2, 1, 16, 16), (2, 1, 8, 8), (2, 1, 4, 4)]
+    trainable = {n for n, p in d.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("heads.") for n in trainable)
+    d.train()
+    assert not d.backbone.training
+    # seeded: the same seed builds the same network
+    d2 = Discriminator("conv", head_channels=8, conv_widths=(4, 8, 16))
+    assert all(torch.equal(a, b) for a, b in zip(d.state_dict().values(), d2.state_dict().values()))
+
+
+def test_convnext_backbone_from_a_local_torchvision_file(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    net = torchvision.models.convnext_tiny(weights=None)
+    torch.save(net.state_dict(), tmp_path / "convnext_tiny.pth")
+    d = Discriminator("convnext_tiny", tmp_path / "convnext_tiny.pth", head_channels=8)
+    assert d.backbone.channels == (96, 192, 384, 768)
+    assert torch.equal(d.backbone.features[0][0].weight, net.features[0][0].weight)
+    logits = d(torch.rand(1, 3, 64, 64) * 2 - 1)
+    assert [t.shape[-1] for t in logits] == [16, 8, 4, 2]
+    torch.save({"other": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="disc.weights: .* is not torchvision convnext_tiny weights"):
+        Discriminator("convnext_tiny", tmp_path / "wrong.pth")
+    with pytest.raises(FileNotFoundError, match="disc.weights"):
+        Discriminator("convnext_tiny", tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="backbone"):
+        Discriminator("vit")
