@@ -436,6 +436,41 @@ def t_hypir_kernels(draw):
     return Case(random_kernels, dict(batch=draw(st.integers(0, 6)), seed=seed(draw)))
 
 
+def t_hypir_generated_image(draw):
+    from hypir.data.synthetic import generated_image
+
+    return Case(generated_image, dict(size=draw(st.integers(0, 40)), seed=seed(draw)))
+
+
+def t_hypir_texture_richness(draw):
+    from hypir.models.texture import texture_richness
+
+    shape = [draw(st.integers(0, 2)), draw(st.sampled_from([1, 3])), draw(st.integers(0, 9)), draw(st.integers(0, 9))]
+    return Case(texture_richness, dict(image=tensor(draw, shape)))
+
+
+_LPIPS = []
+
+
+def t_hypir_lpips(draw):
+    from hypir.train.losses import LPIPS
+
+    if not _LPIPS:
+        _LPIPS.append(LPIPS())
+    shape = [draw(st.integers(0, 2)), 3, draw(st.integers(0, 40)), draw(st.integers(0, 40))]
+    return Case(_LPIPS[0], dict(x=tensor(draw, shape), y=tensor(draw, shape)))
+
+
+def t_hypir_gan_losses(draw):
+    from hypir.train import losses
+
+    shape = [draw(st.integers(0, 2)), 1, draw(st.integers(0, 4)), draw(st.integers(0, 4))]
+    kind = draw(st.sampled_from(["bce", "hinge"]))
+    if draw(st.booleans()):
+        return Case(losses.generator_loss, dict(fake=[tensor(draw, shape)], kind=kind))
+    return Case(losses.discriminator_loss, dict(real=[tensor(draw, shape)], fake=[tensor(draw, shape)], kind=kind))
+
+
 PUBLIC = {
     "add_noise": t_add_noise, "apply_mask": t_apply_mask, "bernoulli_mask": t_bernoulli_mask, "box_mask": t_box_mask,
     "attention": t_attention, "downsample": t_downsample, "downsample_adjoint": lambda d: t_downsample(d, True),
@@ -447,6 +482,9 @@ PUBLIC = {
     "tiled_apply": t_tiled_apply, "operators": t_operators,
     # hypir's data pipeline (training inputs come from users' files)
     "hypir.degrade": t_hypir_degrade, "hypir.jpeg": t_hypir_jpeg, "hypir.random_kernels": t_hypir_kernels,
+    "hypir.generated_image": t_hypir_generated_image, "hypir.texture_richness": t_hypir_texture_richness,
+    # the trainer's losses (called on the trainer's own tensors; checked so misuse fails clearly)
+    "hypir.lpips": t_hypir_lpips, "hypir.gan_losses": t_hypir_gan_losses,
 }
 LIBRARY_OPS = {
     "op.add_noise": t_op_add_noise, "op.apply_mask": t_op_apply_mask, "op.attention_forward": t_op_attention_forward,

@@ -13,7 +13,8 @@ from hypir_kernels._checks import check_int, check_seed
 
 def generated_image(size: int, seed: int) -> torch.Tensor:
     """``[3, size, size]`` float32 in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
+    size = check_int("size", size, minimum=1, maximum=1 << 14)
+    g = torch.Generator().manual_seed(check_seed("seed", seed))
     u = torch.linspace(0, 1, size)
     yy, xx = torch.meshgrid(u, u, indexing="ij")
 

@@ -61,6 +61,7 @@ class ModelConfig:
     prompt: str = ""  # text condition of images without a prompt of their own
     init_weights: str | None = None  # start from a HYPIR checkpoint instead of a fresh LoRA
     gradient_checkpointing: bool = False  # recompute UNet activations in backward (memory for time)
+    lora_kernels: bool = True  # run the LoRA layers with hypir_kernels.lora (false: plain peft, as released)
 
     def __post_init__(self):
         if (self.base_model is None) == (self.tiny is None):

@@ -22,10 +22,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hypir_kernels._checks import check_tensor
+
 GAN_LOSSES = ("bce", "hinge")
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 _TAPS = (3, 8, 15, 22, 29)  # torchvision indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _SHIFT, _SCALE = (-0.030, -0.088, -0.188), (0.458, 0.448, 0.450)  # LPIPS' input scaling ([-1, 1] in)
+
+
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _check_logits(name: str, logits) -> None:
+    if not isinstance(logits, (list, tuple)) or not logits:
+        raise ValueError(f"{name}: expected a non-empty list of logit tensors, got {type(logits).__name__}")
+    for t in logits:
+        check_tensor(name, t, dtypes=_FLOATS)
+        if t.numel() == 0:
+            raise ValueError(f"{name}: empty logit map {tuple(t.shape)}")
+
+
+def _check_kind(kind) -> None:
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"kind: expected one of {GAN_LOSSES}, got {kind!r}")
 
 
 def _mean_over_levels(fn, logits: list[torch.Tensor]) -> torch.Tensor:
@@ -34,20 +53,23 @@ def _mean_over_levels(fn, logits: list[torch.Tensor]) -> torch.Tensor:
 
 def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor], kind: str = "bce",
                        real_label: float = 0.8, fake_label: float = 0.0) -> torch.Tensor:
+    """Mean over levels; ``real``/``fake``: the discriminator's logit maps of real and generated images."""
+    _check_kind(kind)
+    _check_logits("real", real)
+    _check_logits("fake", fake)
     if kind == "bce":
         return (_mean_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, real_label)), real)
                 + _mean_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, fake_label)), fake))
-    if kind == "hinge":
-        return _mean_over_levels(lambda x: F.relu(1 - x).mean(), real) + _mean_over_levels(lambda x: F.relu(1 + x).mean(), fake)
-    raise ValueError(f"kind: expected one of {GAN_LOSSES}, got {kind!r}")
+    return _mean_over_levels(lambda x: F.relu(1 - x).mean(), real) + _mean_over_levels(lambda x: F.relu(1 + x).mean(), fake)
 
 
 def generator_loss(fake: list[torch.Tensor], kind: str = "bce", target: float = 0.8) -> torch.Tensor:
+    """Mean over levels of the generator's objective on the logit maps of generated images."""
+    _check_kind(kind)
+    _check_logits("fake", fake)
     if kind == "bce":
         return _mean_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, target)), fake)
-    if kind == "hinge":
-        return _mean_over_levels(lambda x: -x.mean(), fake)
-    raise ValueError(f"kind: expected one of {GAN_LOSSES}, got {kind!r}")
+    return _mean_over_levels(lambda x: -x.mean(), fake)
 
 
 def _vgg16_features() -> nn.Sequential:
@@ -123,8 +145,12 @@ class LPIPS(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, dtypes=_FLOATS)
+        check_tensor("y", y, dtypes=_FLOATS)
         if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"x, y: expected two [B, 3, H, W] tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        if x.shape[-2] < 16 or x.shape[-1] < 16:
+            raise ValueError(f"x, y: expected images of at least 16x16 pixels (VGG16's 4 poolings), got {tuple(x.shape)}")
         both = self._taps(torch.cat([x, y]))
         total = 0
         for i, f in enumerate(both):

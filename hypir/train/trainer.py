@@ -128,9 +128,11 @@ class HypirTrainer:
                 p.requires_grad_(True)
         if cfg.model.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
-        from hypir_kernels.lora import patch_peft
+        if cfg.model.lora_kernels:
+            from hypir_kernels.lora import patch_peft
 
-        patch_peft(unet)
+            patch_peft(unet)
+        self.degrade_ops = None  # hypir.data.realesrgan.DegradeOps to swap (the benchmark's anchor)
         for m in (components.vae, components.text_encoder):
             m.to(self.device).requires_grad_(False).eval()
         self.one_step = OneStep(components.scheduler, cfg.model.model_t, cfg.model.coeff_t)
@@ -241,7 +243,7 @@ class HypirTrainer:
     def _prepare_micro(self, step: int, k: int, batch: dict):
         gt = batch["gt"].to(self.device, non_blocking=True)
         seed = derive_seed(self.cfg.run.seed, step, k)
-        lq, target = degrade(gt, seed, self.cfg.degradation)
+        lq, target = degrade(gt, seed, self.cfg.degradation, self.degrade_ops)
         lq = F.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1)
         richness = texture_richness(target) if self.cfg.model.texture else None
         return lq, target, list(batch["prompt"]), richness, derive_seed(seed, 1)

@@ -1,0 +1,25 @@
+"""One HYPIR training step (G + D, degradation included) on the CPU at reduced width: ours
+(hypir_kernels LoRA, our degradation ops) vs the released way (plain peft, BasicSR-style ops).
+UNet width 64, LoRA rank 256 (released), batch 2 x 128 px; ``hypir.bench_train``.
+
+    pytest benchmarks/test_train_step.py --benchmark-only
+"""
+import pytest
+
+from hypir.bench_train import batches, build
+
+
+@pytest.fixture(scope="module", params=["ours", "released"])
+def trainer(request, tmp_path_factory):
+    t = build(request.param, str(tmp_path_factory.mktemp(request.param)))
+    return request.param, t, batches(t, 2)
+
+
+def test_train_step(benchmark, trainer):
+    name, t, data = trainer
+    benchmark.group = "hypir_train_step_w64_r256_2x128"
+    benchmark.name = name
+    t.train_step(0, [data[0]])  # warm-up
+    # every round repeats step 1 on one batch: the same degradation draws in every round and variant
+    logs = benchmark.pedantic(lambda: t.train_step(1, [data[1]]), rounds=10, warmup_rounds=0)
+    assert logs["loss_g"] > 0

@@ -1,0 +1,82 @@
+"""One HYPIR training step (generator step + discriminator step, degradation included) with our
+kernels vs the same step built the released way: plain peft LoRA layers and the BasicSR-style
+degradation ops (:data:`hypir.bench_degrade.BASICSR_OPS`). Same model, batch, draws and losses.
+
+    python -m hypir.bench_train [--width 64 --rank 256 --size 128 --batch 2 --repeats 10]
+    pytest benchmarks/test_train_step.py --benchmark-only
+
+The model is SD2.1's architecture at reduced width (UNet blocks w, 2w, 4w, 4w; VAE w/2 ...), the
+discriminator the small conv backbone, LPIPS the random-VGG substitute (both sides alike).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from .bench_degrade import BASICSR_OPS
+from .config import parse
+from .train import HypirTrainer, TrainConfig
+
+
+def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 128, batch: int = 2) -> HypirTrainer:
+    """``variant``: "ours" or "released" (peft + BasicSR-style ops)."""
+    if variant not in ("ours", "released"):
+        raise ValueError(f"variant: expected 'ours' or 'released', got {variant!r}")
+    cfg = parse(TrainConfig, {
+        "model": {"tiny": {"unet_width": width, "vae_width": max(width // 2, 8), "text_width": width, "sample_size": size // 8},
+                  "lora_rank": rank, "lora_kernels": variant == "ours"},
+        "data": {"generated": 4 * batch, "crop": size, "batch_size": batch},
+        "discriminator": {"backbone": "conv", "head_channels": 32},
+        "run": {"output_dir": out, "steps": 1000, "ema": 0.999},
+    })
+    trainer = HypirTrainer(cfg, progress=False)
+    if variant == "released":
+        trainer.degrade_ops = BASICSR_OPS
+    return trainer
+
+
+def batches(trainer: HypirTrainer, n: int) -> list[dict]:
+    ds, b = trainer.dataset, trainer.cfg.data.batch_size
+    items = [[ds.sample(i % len(ds), 0) for i in range(k * b, (k + 1) * b)] for k in range(n)]
+    return [{"gt": torch.stack([it["gt"] for it in group]), "prompt": [it["prompt"] for it in group]} for group in items]
+
+
+def time_steps(trainers: dict[str, HypirTrainer], repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``train_step`` per trainer, the variants interleaved round by round (drift of a
+    noisy machine hits both alike); every round repeats step 1 on the same batch, so each round
+    draws the same degradation."""
+    data = batches(next(iter(trainers.values())), 1)
+    for t in trainers.values():
+        t.train_step(0, data)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(repeats):
+        for name, t in trainers.items():
+            t0 = time.perf_counter()
+            t.train_step(1, data)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--rank", type=int, default=256)  # released
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {v: build(v, f"{tmp}/{v}", a.width, a.rank, a.size, a.batch) for v in ("ours", "released")}
+        medians = {k: statistics.median(v) for k, v in time_steps(trainers, a.repeats).items()}
+    print(f"HYPIR train step (G + D), UNet width {a.width}, LoRA rank {a.rank}, batch {a.batch} x {a.size} px, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"ours {medians['ours'] * 1e3:.0f} ms, released (peft + BasicSR ops) {medians['released'] * 1e3:.0f} ms, "
+          f"speed-up {medians['released'] / medians['ours']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
