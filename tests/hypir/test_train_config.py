@@ -66,19 +66,17 @@ def test_bad_values_name_the_key(tmp_path, extra, message):
         load_config(f)
 
 
-def test_exactly_one_model_and_data_source(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("model: {}\ndata: {generated: 4, crop: 64}\ndiscriminator: {backbone: conv}\n", r"^model\.base_model: give exactly one"),
+    ("model: {tiny: {}}\ndata: {crop: 64}\ndiscriminator: {backbone: conv}\n", r"^data\.source: give exactly one"),
+    ("model: {tiny: {}}\ndata: {generated: 4, crop: 64}\n",
+     r"^discriminator\.weights: backbone convnext_large needs a local weights file"),
+    ("data: {generated: 4}\n", r"^model: required"),
+])
+def test_required_choices(tmp_path, text, message):
     f = tmp_path / "c.yaml"
-    f.write_text("model: {}\ndata: {generated: 4, crop: 64}\ndiscriminator: {backbone: conv}\n")
-    with pytest.raises(ValueError, match=r"^model\.base_model: give exactly one"):
-        load_config(f)
-    f.write_text("model: {tiny: {}}\ndata: {crop: 64}\ndiscriminator: {backbone: conv}\n")
-    with pytest.raises(ValueError, match=r"^data\.source: give exactly one"):
-        load_config(f)
-    f.write_text("model: {tiny: {}}\ndata: {generated: 4, crop: 64}\n")
-    with pytest.raises(ValueError, match=r"^discriminator\.weights: backbone convnext_large needs a local weights file"):
-        load_config(f)
-    f.write_text("data: {generated: 4}\n")
-    with pytest.raises(ValueError, match=r"^model: required"):
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message):
         load_config(f)
 
 
