@@ -98,8 +98,11 @@ class ConvNeXtBackbone(nn.Module):
 
     def __init__(self, name: str, weights: str | os.PathLike):
         super().__init__()
-        import torchvision
-
+        try:
+            import torchvision
+        except ImportError:
+            raise ValueError(f"backbone: {name} needs torchvision installed (pip install torchvision); "
+                             f"backbone 'conv' runs without it") from None
         net = getattr(torchvision.models, name)(weights=None)
         state = _read_state(weights)
         missing, unexpected = net.load_state_dict(state, strict=False)
