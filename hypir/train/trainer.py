@@ -312,9 +312,10 @@ class HypirTrainer:
 
     # ---- the run --------------------------------------------------------------------------------
 
-    def train(self, resume: str | None = None) -> Path:
+    def train(self, resume: str | None = None, on_step=None) -> Path:
         """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save the
-        final checkpoint and export the released-format weights; returns the export's path."""
+        final checkpoint and export the released-format weights; returns the export's path.
+        ``on_step(step, logs)``, when given, is called after every step (evaluation hooks)."""
         from tqdm.auto import tqdm
 
         if resume is not None:
@@ -344,6 +345,8 @@ class HypirTrainer:
                 self.write_samples(micro[0])
             if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < total:
                 self.save()
+            if on_step is not None:
+                on_step(self.step, logs)
         bar.close()
         self.save()
         return self.export()
