@@ -1,6 +1,7 @@
 """``hypir`` command line (also ``python -m hypir``).
 
-    hypir restore INPUT... -o OUTDIR --base-model DIR --weights FILE [--upscale 4] [--tile auto|PX]
+    hypir restore INPUT... -o OUTDIR --base-model DIR --weights FILE [--encoder FILE] [--upscale 4]
+        [--tile auto|PX]
         [--stride PX] [--max-memory GB] [--prompt TEXT | --prompt-dir DIR] [--noise 0.0]
         [--texture auto|FLOAT] [--seed 0] [--device auto|cpu|cuda] [--dtype auto|fp32|bf16|fp16]
         [--no-merge]
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the restored PNGs")
     r.add_argument("--base-model", required=True, metavar="DIR", help="local diffusers SD2.1-base directory")
     r.add_argument("--weights", required=True, metavar="FILE", help="HYPIR checkpoint (.safetensors or .pth)")
+    r.add_argument("--encoder", default=None, metavar="FILE",
+                   help="degradation pre-removal encoder from a stage-1 `hypir train` run (stage=encoder)")
     r.add_argument("--upscale", type=_positive(float), default=4.0, help="output size / input size (default 4)")
     r.add_argument("--tile", type=_tile, default="auto",
                    help="'auto' (largest tiles within --max-memory) or a tile size in pixels (released: 512)")
@@ -142,8 +145,8 @@ def restore_main(args) -> int:
         return 2
     _quiet_libraries()
     try:
-        restorer = Restorer.from_pretrained(args.base_model, args.weights, device=args.device, dtype=args.dtype,
-                                            merge=not args.no_merge)
+        restorer = Restorer.from_pretrained(args.base_model, args.weights, encoder=args.encoder, device=args.device,
+                                            dtype=args.dtype, merge=not args.no_merge)
     except (FileNotFoundError, ValueError) as e:
         print(f"hypir: {e}", file=sys.stderr)
         return 2
@@ -212,7 +215,9 @@ def train_main(args) -> int:
         print(f"hypir: {e}", file=sys.stderr)
         return 2
     if trainer.acc.is_main_process:
-        print(f"hypir: trained {trainer.step} steps; weights {exported} (use with --base-model "
+        use = (f"`--set model.encoder={exported}` in stage 2, `hypir restore --encoder {exported}`"
+               if config.stage == "encoder" else f"`hypir restore --weights {exported}`")
+        print(f"hypir: trained {trainer.step} steps; wrote {exported} (use: {use} with --base-model "
               f"{trainer.base_model_dir})", file=sys.stderr)
     return 0
 

@@ -109,3 +109,44 @@ def build_components(vae: dict, unet: dict, text_encoder: dict, tokenizer, sched
         tokenizer=tokenizer,
         scheduler=DDPMScheduler(**(scheduler or SD21_SCHEDULER)),
     )
+
+
+# The VAE parts stage 1 (degradation pre-removal) fine-tunes: the encoder and its quant_conv.
+ENCODER_PREFIXES = ("encoder.", "quant_conv.")
+
+
+def encoder_state(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The VAE's encoder weights (``encoder.*``, ``quant_conv.*``, AutoencoderKL names)."""
+    return {k: v for k, v in vae.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
+
+
+def save_encoder(vae: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write the VAE's encoder weights (a stage-1 result) as a safetensors file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in encoder_state(vae).items()}, str(path))
+    return path
+
+
+def load_encoder(vae: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load a stage-1 encoder file (:func:`save_encoder`) into ``vae`` in place; the decoder is kept.
+    Raises ``ValueError`` naming the keys when the file is not this VAE's encoder."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder: {str(path)!r} is not a file (expected a .safetensors encoder from "
+                                f"a stage-1 `hypir train` run)")
+    state = load_file(str(path))
+    own = encoder_state(vae)
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or extra or shapes:
+        raise ValueError(f"encoder: {str(path)!r} does not fit this VAE (missing {missing[:3]}, unexpected "
+                         f"{extra[:3]}, other shapes {shapes[:3]})")
+    with torch.no_grad():
+        params = dict(vae.named_parameters()) | dict(vae.named_buffers())
+        for k, v in state.items():
+            params[k].copy_(v)

@@ -25,7 +25,7 @@ from hypir_kernels import tiled_apply
 
 from ..models import lora as hypir_lora
 from ..models.onestep import OneStep
-from ..models.sd2 import Components, build_components, load_components
+from ..models.sd2 import Components, build_components, load_components, load_encoder
 from ..models.texture import has_texture_embedding, texture_richness
 from .colorfix import wavelet_color_fix
 from .memory import MemoryModel, TilePlan, default_batch, default_budget, fit_memory_model, plan_auto, plan_fixed
@@ -126,19 +126,25 @@ class Restorer:
 
     @classmethod
     def from_pretrained(cls, base_model: str | os.PathLike, weights: str | os.PathLike | dict | None = None, *,
-                        lora: hypir_lora.LoraSpec | None = None, **kwargs) -> Restorer:
+                        lora: hypir_lora.LoraSpec | None = None, encoder: str | os.PathLike | None = None,
+                        **kwargs) -> Restorer:
         """Build from a local diffusers SD2.1-base directory and a HYPIR checkpoint
         (``.safetensors`` or ``.pth``, the released format; rank read from the file unless
-        ``lora`` says otherwise). Other keyword arguments as the constructor."""
-        return cls.from_components(load_components(base_model), weights, lora=lora, **kwargs)
+        ``lora`` says otherwise); ``encoder``: a stage-1 (degradation pre-removal) encoder file
+        that replaces the VAE's encoder. Other keyword arguments as the constructor."""
+        return cls.from_components(load_components(base_model), weights, lora=lora, encoder=encoder, **kwargs)
 
     @classmethod
     def from_components(cls, components: Components, weights: str | os.PathLike | dict | None = None, *,
-                        lora: hypir_lora.LoraSpec | None = None, **kwargs) -> Restorer:
+                        lora: hypir_lora.LoraSpec | None = None, encoder: str | os.PathLike | None = None,
+                        **kwargs) -> Restorer:
         """Build from in-memory components. With ``weights`` the LoRA adapter is added and loaded
-        (mismatched keys raise); without, the UNet is used as it is (with or without an adapter)."""
+        (mismatched keys raise); without, the UNet is used as it is (with or without an adapter).
+        With ``encoder`` the VAE's encoder is replaced (:func:`hypir.models.sd2.load_encoder`)."""
         if weights is not None:
             hypir_lora.load_checkpoint(components.unet, weights, lora)
+        if encoder is not None:
+            load_encoder(components.vae, encoder)
         return cls(components, **kwargs)
 
     @classmethod

@@ -1,6 +1,8 @@
 """The HYPIR trainer's configuration (``hypir train --config FILE``): typed, frozen dataclasses
 with the paper's / released code's defaults; see ``configs/hypir-sd21.yaml`` for every key.
 
+``stage``: ``restore`` (stage 2, the adversarial LoRA fine-tuning; default) or ``encoder``
+(stage 1, the degradation pre-removal: the VAE encoder learns ``D(E(lq)) ~ D(E0(gt))``).
 Sections: ``model``, ``data``, ``degradation`` (:class:`hypir.data.DegradationConfig`),
 ``discriminator``, ``loss``, ``optim``, ``run``. Unknown keys and bad values raise ``ValueError``
 naming the dotted key (:func:`hypir.config.parse`).
@@ -60,6 +62,7 @@ class ModelConfig:
     posterior: Literal["sample", "mode"] = "sample"  # VAE posterior of the LQ latent, as released
     prompt: str = ""  # text condition of images without a prompt of their own
     init_weights: str | None = None  # start from a HYPIR checkpoint instead of a fresh LoRA
+    encoder: str | None = None  # a stage-1 encoder file loaded into the VAE (stage 2 trains on top of it)
     gradient_checkpointing: bool = False  # recompute UNet activations in backward (memory for time)
     lora_kernels: bool = True  # run the LoRA layers with hypir_kernels.lora (false: plain peft, as released)
 
@@ -123,6 +126,9 @@ class LossConfig:
     generator_label: float = 0.8
     lpips_vgg: str | None = None  # local torchvision VGG16 weights; None: the documented substitute
     lpips_lin: str | None = None  # local LPIPS lin weights (lpips/weights/v0.1/vgg.pth)
+    # Stage 1's target D(E0(gt)): "initial" = the encoder as loaded, frozen (cannot collapse);
+    # "shared" = the encoder being trained, without gradient (the paper's formula read literally).
+    encoder_target: Literal["initial", "shared"] = "initial"
 
     def __post_init__(self):
         for name in ("mse", "lpips", "gan"):
@@ -159,7 +165,7 @@ class RunConfig:
     sample_every: int = 0  # write a sample grid every N steps (0: never)
     checkpoint_every: int = 1000  # 0: only at the end
     keep_last: int = 3
-    export: str = "hypir.safetensors"  # released-format weights written at the end (in output_dir)
+    export: str | None = None  # file written at the end in output_dir; default hypir.safetensors (stage 2) / encoder.safetensors (stage 1)
     export_ema: bool = True  # export the EMA weights (else the raw ones)
     tensorboard: bool = True  # when the tensorboard package is installed
 
@@ -171,7 +177,7 @@ class RunConfig:
         for name in ("log_every", "sample_every", "checkpoint_every"):
             check_int(name, getattr(self, name), minimum=0)
         check_int("keep_last", self.keep_last, minimum=1)
-        if not self.export.endswith((".safetensors", ".pth")):
+        if self.export is not None and not self.export.endswith((".safetensors", ".pth")):
             raise ValueError(f"export: expected a .safetensors or .pth file name, got {self.export!r}")
 
 
@@ -179,6 +185,7 @@ class RunConfig:
 class TrainConfig:
     model: ModelConfig
     data: DataConfig
+    stage: Literal["restore", "encoder"] = "restore"
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -187,9 +194,11 @@ class TrainConfig:
 
     def __post_init__(self):
         d = self.discriminator
-        if d.backbone in CONVNEXTS and d.weights is None:
+        if self.stage == "restore" and d.backbone in CONVNEXTS and d.weights is None:
             raise ValueError(f"discriminator.weights: backbone {d.backbone} needs a local weights file "
                              f"(nothing is downloaded; backbone: conv runs without one)")
+        if self.stage == "encoder" and self.run.export is not None and not self.run.export.endswith(".safetensors"):
+            raise ValueError(f"run.export: stage 1 writes a .safetensors encoder, got {self.run.export!r}")
         if self.data.crop % self.degradation.scale:
             raise ValueError(f"data.crop: {self.data.crop} is not a multiple of degradation.scale={self.degradation.scale}")
 

@@ -18,6 +18,7 @@ continues bit for bit.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import tempfile
@@ -31,6 +32,7 @@ from ..config import to_dict
 from ..data.realesrgan import degrade
 from ..models import lora as hypir_lora
 from ..models.onestep import OneStep
+from ..models.sd2 import ENCODER_PREFIXES, load_encoder, save_encoder
 from ..models.texture import attach_texture_embedding, has_texture_embedding, texture_richness
 from . import checkpoint
 from .config import TrainConfig
@@ -85,6 +87,23 @@ class _MicroBatches(torch.utils.data.Sampler):
                 yield list(range(first, first + self.batch))
 
 
+class EncodeDecode(torch.nn.Module):
+    """Stage 1's network ``D(E(x))`` on images in [-1, 1]: the VAE's posterior mean, or a sample
+    drawn from ``seed``, decoded."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        dist = self.vae.encode(x).latent_dist
+        if seed is None:
+            z = dist.mode()
+        else:
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(seed)).to(dist.mean)
+        return self.vae.decode(z).sample
+
+
 class HypirTrainer:
     """Build everything a run needs from a :class:`TrainConfig`; :meth:`train` runs it.
 
@@ -112,6 +131,34 @@ class HypirTrainer:
 
         components = self._components()
         self.components = components
+        if cfg.model.encoder is not None:
+            load_encoder(components.vae, cfg.model.encoder)
+        components.vae.to(self.device).requires_grad_(False).eval()
+        self.degrade_ops = None  # hypir.data.realesrgan.DegradeOps to swap (the benchmark's anchor)
+        self.one_step = OneStep(components.scheduler, cfg.model.model_t, cfg.model.coeff_t)
+        o = cfg.optim
+        self._warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
+        if cfg.stage == "encoder":
+            self._build_encoder_stage()
+        else:
+            self._build_restore_stage()
+        self.ema = EMA(self.g_named, cfg.run.ema) if cfg.run.ema > 0 else None
+
+        self.dataset = self._dataset()
+        self.step = 0
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._writer = None
+
+    # ---- construction ---------------------------------------------------------------------
+
+    def _optimizer(self, params, lr):
+        o = self.cfg.optim
+        opt = torch.optim.AdamW(params, lr=lr, betas=o.betas, weight_decay=o.weight_decay)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, self._warm)
+
+    def _build_restore_stage(self) -> None:
+        """Stage 2: the LoRA UNet (generator) and the discriminator."""
+        cfg, acc, components = self.cfg, self.acc, self.components
         unet = components.unet
         if cfg.model.init_weights is not None:
             hypir_lora.load_checkpoint(unet, cfg.model.init_weights,
@@ -132,10 +179,7 @@ class HypirTrainer:
             from hypir_kernels.lora import patch_peft
 
             patch_peft(unet)
-        self.degrade_ops = None  # hypir.data.realesrgan.DegradeOps to swap (the benchmark's anchor)
-        for m in (components.vae, components.text_encoder):
-            m.to(self.device).requires_grad_(False).eval()
-        self.one_step = OneStep(components.scheduler, cfg.model.model_t, cfg.model.coeff_t)
+        components.text_encoder.to(self.device).requires_grad_(False).eval()
 
         d = cfg.discriminator
         disc = Discriminator(d.backbone, d.weights, d.head_channels, seed=derive_seed(cfg.run.seed, 3),
@@ -144,25 +188,26 @@ class HypirTrainer:
         if self.lpips.substitute and cfg.loss.lpips > 0 and acc.is_main_process:
             print("hypir train: LPIPS without local VGG/lin weights: using the random-VGG substitute "
                   "(loss.lpips_vgg / loss.lpips_lin to use the real one)")
-
-        o = cfg.optim
-        g_params = [p for p in unet.parameters() if p.requires_grad]
-        d_params = [p for p in disc.parameters() if p.requires_grad]
-        opt_g = torch.optim.AdamW(g_params, lr=o.lr_g, betas=o.betas, weight_decay=o.weight_decay)
-        opt_d = torch.optim.AdamW(d_params, lr=o.lr_d, betas=o.betas, weight_decay=o.weight_decay)
-        warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warm)
-        self.sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, warm)
+        opt_g, self.sched_g = self._optimizer([p for p in unet.parameters() if p.requires_grad], cfg.optim.lr_g)
+        opt_d, self.sched_d = self._optimizer([p for p in disc.parameters() if p.requires_grad], cfg.optim.lr_d)
         self.unet, self.disc, self.opt_g, self.opt_d = acc.prepare(unet, disc, opt_g, opt_d)
         self.g_named = {n: p for n, p in self._unet.named_parameters() if p.requires_grad}
-        self.ema = EMA(self.g_named, cfg.run.ema) if cfg.run.ema > 0 else None
 
-        self.dataset = self._dataset()
-        self.step = 0
-        self._text_cache: dict[str, torch.Tensor] = {}
-        self._writer = None
-
-    # ---- construction ---------------------------------------------------------------------
+    def _build_encoder_stage(self) -> None:
+        """Stage 1: the VAE encoder (and quant_conv) learns to pre-remove the degradation; the
+        decoder stays frozen and the UNet is not used (dropped from memory)."""
+        cfg, vae = self.cfg, self.components.vae
+        self.components.unet = None
+        self.encoder_target = None
+        if cfg.loss.encoder_target == "initial":
+            self.encoder_target = EncodeDecode(copy.deepcopy(vae)).requires_grad_(False)
+        for name, p in vae.named_parameters():
+            p.requires_grad_(name.startswith(ENCODER_PREFIXES))
+        model = EncodeDecode(vae)
+        opt, self.sched_g = self._optimizer([p for p in vae.parameters() if p.requires_grad], cfg.optim.lr_g)
+        self.unet, self.opt_g = self.acc.prepare(model, opt)  # "unet": the stage's trained network
+        self.disc = None
+        self.g_named = {n: p for n, p in self._unet.vae.named_parameters() if p.requires_grad}
 
     @property
     def _unet(self):
@@ -245,12 +290,16 @@ class HypirTrainer:
         seed = derive_seed(self.cfg.run.seed, step, k)
         lq, target = degrade(gt, seed, self.cfg.degradation, self.degrade_ops)
         lq = F.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1)
-        richness = texture_richness(target) if self.cfg.model.texture else None
+        richness = texture_richness(target) if self.cfg.model.texture and self.cfg.stage == "restore" else None
         return lq, target, list(batch["prompt"]), richness, derive_seed(seed, 1)
 
+    def _posterior_seed(self, seed: int) -> int | None:
+        return seed if self.cfg.model.posterior == "sample" else None
+
     def train_step(self, step: int, micro: list[dict]) -> dict[str, float]:
-        """One generator step and one discriminator step over this process's micro-batches."""
-        acc, cfg, n = self.acc, self.cfg, len(micro)
+        """One optimisation step over this process's micro-batches: stage 2, a generator step and a
+        discriminator step; stage 1, an encoder step."""
+        acc, n = self.acc, len(micro)
         k0 = acc.process_index * n
         prepared = [self._prepare_micro(step, k0 + j, b) for j, b in enumerate(micro)]
         sums: dict[str, float] = {}
@@ -258,6 +307,39 @@ class HypirTrainer:
         def add(name, value):
             sums[name] = sums.get(name, 0.0) + float(value.detach() if torch.is_tensor(value) else value) / n
 
+        step_fn = self._encoder_step if self.cfg.stage == "encoder" else self._restore_step
+        sums.update(step_fn(prepared, add))
+        sums["lr_g"] = self.sched_g.get_last_lr()[0]
+        return sums
+
+    def _generator_update(self) -> float:
+        """Clip, step the trained network's optimiser and scheduler, update the EMA; the gradient norm."""
+        norm = self._clip(self.unet)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        return norm
+
+    def _encoder_step(self, prepared, add) -> dict[str, float]:
+        """``||D(E(lq)) - D(E0(gt))||^2`` (stage 1), gradients into the encoder only."""
+        acc, n = self.acc, len(prepared)
+        self.unet.train()
+        for j, (lq, target, _, _, seed) in enumerate(prepared):
+            with torch.no_grad(), acc.autocast():
+                reference = (self.encoder_target or self._unet)(target * 2 - 1)
+            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.unet)
+            with sync, acc.autocast():
+                x = self.unet(lq * 2 - 1, self._posterior_seed(seed))
+                loss = F.mse_loss(x.float(), reference.float())
+                acc.backward(loss / n)
+            add("loss_g", loss), add("mse", loss)
+            add("mse_to_gt", F.mse_loss(x.detach().float(), target * 2 - 1))
+        return {"gnorm_g": self._generator_update()}
+
+    def _restore_step(self, prepared, add) -> dict[str, float]:
+        acc, cfg, n = self.acc, self.cfg, len(prepared)
         # Generator step: the discriminator's head is frozen and called unwrapped (no DDP sync).
         disc = self._disc
         disc.heads.requires_grad_(False)
@@ -275,12 +357,7 @@ class HypirTrainer:
                 acc.backward(loss / n)
             fakes.append(x.detach())
             add("loss_g", loss), add("mse", mse), add("lpips", lp), add("gan_g", gan)
-        sums["gnorm_g"] = self._clip(self.unet)
-        self.opt_g.step()
-        self.sched_g.step()
-        self.opt_g.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update()
+        gnorm_g = self._generator_update()
 
         # Discriminator step on the same samples.
         disc.heads.requires_grad_(True)
@@ -295,13 +372,12 @@ class HypirTrainer:
             add("loss_d", loss_d)
             add("d_real", sum(float(t.detach().float().mean()) for t in real_logits) / len(real_logits))
             add("d_fake", sum(float(t.detach().float().mean()) for t in fake_logits) / len(fake_logits))
-        sums["gnorm_d"] = self._clip(self.disc)
+        gnorm_d = self._clip(self.disc)
         self.opt_d.step()
         self.sched_d.step()
         self.opt_d.zero_grad(set_to_none=True)
         update_spectral_norms(disc)
-        sums["lr_g"] = self.sched_g.get_last_lr()[0]
-        return sums
+        return {"gnorm_g": gnorm_g, "gnorm_d": gnorm_d}
 
     def _clip(self, model) -> float:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -338,7 +414,8 @@ class HypirTrainer:
             done += 1
             rate = done * global_batch / (time.perf_counter() - start)
             bar.update(1)
-            bar.set_postfix(g=f"{logs['loss_g']:.3f}", d=f"{logs['loss_d']:.3f}", img_s=f"{rate:.2f}")
+            shown = {"g": logs["loss_g"], "d": logs.get("loss_d")}
+            bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, img_s=f"{rate:.2f}")
             if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == total):
                 self._log(log_path, {"step": self.step, **logs, "images_per_s": rate})
             if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
@@ -369,10 +446,14 @@ class HypirTrainer:
 
     @torch.no_grad()
     def write_samples(self, batch: dict) -> Path | None:
-        """A PNG grid (rows: degraded input, output, target) of a micro-batch, in ``samples/``."""
+        """A PNG grid (rows: degraded input, output, target) of a micro-batch, in ``samples/``
+        (stage 1: the output is ``D(E(input))``)."""
         lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch)
         with self.acc.autocast():
-            x = (self.generate(lq, prompts, richness, seed, unet=self._unet).float() + 1) / 2
+            if self.cfg.stage == "encoder":
+                x = (self._unet(lq * 2 - 1).float() + 1) / 2
+            else:
+                x = (self.generate(lq, prompts, richness, seed, unet=self._unet).float() + 1) / 2
         if not self.acc.is_main_process:
             return None
         from ..data.io import write_image
@@ -390,11 +471,13 @@ class HypirTrainer:
         self.acc.wait_for_everyone()
         path = None
         if self.acc.is_main_process:
-            tensors = {"generator": {k: p for k, p in self.g_named.items()}, "discriminator": self._disc.heads.state_dict()}
+            tensors = {"generator": {k: p for k, p in self.g_named.items()}}
+            optimizers = {"g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict()}
+            if self.disc is not None:
+                tensors["discriminator"] = self._disc.heads.state_dict()
+                optimizers |= {"d": self.opt_d.state_dict(), "sched_d": self.sched_d.state_dict()}
             if self.ema is not None:
                 tensors["ema"] = self.ema.state_dict()
-            optimizers = {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict(),
-                          "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()}
             state = {"config": to_dict(self.cfg), "processes": self.acc.num_processes}
             path = checkpoint.save(self.out / "checkpoints", self.step, tensors, optimizers, state, self.cfg.run.keep_last)
         self.acc.wait_for_everyone()
@@ -412,23 +495,33 @@ class HypirTrainer:
         with torch.no_grad():
             for k, p in self.g_named.items():
                 p.copy_(gen[k])
-        self._disc.heads.load_state_dict(tensors["discriminator"])
         if self.ema is not None:
             self.ema.load_state_dict(tensors["ema"])
         self.opt_g.load_state_dict(optimizers["g"])
-        self.opt_d.load_state_dict(optimizers["d"])
         self.sched_g.load_state_dict(optimizers["sched_g"])
-        self.sched_d.load_state_dict(optimizers["sched_d"])
+        if self.disc is not None:
+            self._disc.heads.load_state_dict(tensors["discriminator"])
+            self.opt_d.load_state_dict(optimizers["d"])
+            self.sched_d.load_state_dict(optimizers["sched_d"])
         self.step = int(state["step"])
 
+    @property
+    def export_path(self) -> Path:
+        default = "encoder.safetensors" if self.cfg.stage == "encoder" else "hypir.safetensors"
+        return self.out / (self.cfg.run.export or default)
+
     def export(self, path: str | Path | None = None) -> Path:
-        """The released HYPIR format (LoRA + texture embedding; EMA weights unless
-        ``run.export_ema`` is false) for ``hypir restore --base-model <base_model_dir>``."""
-        path = Path(path) if path is not None else self.out / self.cfg.run.export
+        """EMA weights (unless ``run.export_ema`` is false) for ``hypir restore``: stage 2, the
+        released HYPIR format (LoRA + texture embedding, ``--weights``); stage 1, the VAE encoder
+        (:func:`hypir.models.sd2.save_encoder`, ``--encoder``)."""
+        path = Path(path) if path is not None else self.export_path
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             ctx = self.ema.applied() if (self.ema is not None and self.cfg.run.export_ema) else contextlib.nullcontext()
             with ctx:
-                hypir_lora.save_checkpoint(self._unet, path)
+                if self.cfg.stage == "encoder":
+                    save_encoder(self._unet.vae, path)
+                else:
+                    hypir_lora.save_checkpoint(self._unet, path)
         self.acc.wait_for_everyone()
         return path

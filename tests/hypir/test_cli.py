@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -81,3 +82,23 @@ def test_python_dash_m_entry_point(model_dir, checkpoint, inputs, tmp_path):
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "t.png").size == (20, 12)
     assert "restored 1 of 1" in r.stderr
+
+
+def test_encoder_flag_replaces_the_vae_encoder(inputs, model_dir, checkpoint, tmp_path, capsys):
+    from hypir.models.sd2 import load_components, save_encoder
+
+    own = save_encoder(load_components(model_dir).vae, tmp_path / "own.safetensors")
+    vae = load_components(model_dir).vae
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.mul_(1.5)
+    changed = save_encoder(vae, tmp_path / "changed.safetensors")
+    results = {}
+    for name, extra in (("plain", []), ("own", ["--encoder", str(own)]), ("changed", ["--encoder", str(changed)])):
+        out = tmp_path / name
+        assert main(_args(model_dir, checkpoint, str(inputs / "rgb.jpg"), "-o", str(out), *extra)) == 0
+        results[name] = np.asarray(Image.open(out / "rgb.png"))
+    assert np.array_equal(results["plain"], results["own"])  # the model's own encoder: same result
+    assert not np.array_equal(results["plain"], results["changed"])
+    assert main(_args(model_dir, checkpoint, str(inputs / "rgb.jpg"), "-o", str(tmp_path / "x"),
+                      "--encoder", str(checkpoint["safetensors"]))) == 2
+    assert "encoder: " in capsys.readouterr().err

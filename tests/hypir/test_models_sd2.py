@@ -38,3 +38,46 @@ def test_missing_component_is_named(model_dir, tmp_path, remove):
     component = remove.split("/")[0]
     with pytest.raises(FileNotFoundError, match=f"lacks .*{component}/"):
         load_components(copy)
+
+
+def _perturbed_vae(model_dir, seed=1):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(model_dir / "vae", local_files_only=True)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return vae
+
+
+def test_encoder_file_replaces_the_encoder_only(model_dir, tmp_path):
+    from hypir.models.sd2 import ENCODER_PREFIXES, load_encoder, save_encoder
+
+    trained = _perturbed_vae(model_dir)
+    path = save_encoder(trained, tmp_path / "encoder.safetensors")
+    from safetensors.torch import load_file
+
+    keys = set(load_file(path))
+    assert keys and all(k.startswith(ENCODER_PREFIXES) for k in keys)
+    assert any(k.startswith("quant_conv.") for k in keys)
+
+    vae = load_components(model_dir).vae
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    load_encoder(vae, path)
+    after, want = vae.state_dict(), trained.state_dict()
+    for k in after:
+        if k.startswith(ENCODER_PREFIXES):
+            assert torch.equal(after[k], want[k]), k
+        else:  # decoder, post_quant_conv: untouched
+            assert torch.equal(after[k], before[k]), k
+
+
+def test_encoder_file_that_does_not_fit_is_refused(model_dir, checkpoint, tmp_path):
+    from hypir.models.sd2 import load_encoder
+
+    vae = load_components(model_dir).vae
+    with pytest.raises(ValueError, match=r"^encoder: .* does not fit this VAE \(missing \['encoder\."):
+        load_encoder(vae, checkpoint["safetensors"])  # a LoRA checkpoint, not an encoder
+    with pytest.raises(FileNotFoundError, match="^encoder: "):
+        load_encoder(vae, tmp_path / "none.safetensors")

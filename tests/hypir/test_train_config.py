@@ -48,6 +48,9 @@ BASE = "model: {tiny: {}}\ndata: {generated: 4, crop: 64}\ndiscriminator: {backb
     ("degradation: {stage1: {kernel: {sigma: [0, 1]}}}", r"^degradation\.stage1\.kernel\.sigma"),
     ("degradation: {scale: 3}", r"^data\.crop: 64 is not a multiple of degradation\.scale=3"),
     ("model: {lora_rank: 0}", r"^model\.lora_rank: expected >= 1"),
+    ("stage: decoder", r"^stage: expected one of 'restore', 'encoder'"),
+    ("loss: {encoder_target: both}", r"^loss\.encoder_target: expected one of 'initial', 'shared'"),
+    ("stage: encoder\nrun: {export: encoder.pth}", r"^run\.export: stage 1 writes a \.safetensors encoder"),
 ])
 def test_bad_values_name_the_key(tmp_path, extra, message):
     f = tmp_path / "c.yaml"
@@ -84,3 +87,11 @@ def test_overrides():
     cfg = load_config(CONFIGS / "hypir-tiny.yaml", {"run.steps": 3, "optim.lr_g": 0.5})
     assert cfg.run.steps == 3 and cfg.optim.lr_g == 0.5
     assert isinstance(cfg, TrainConfig)
+
+
+def test_encoder_stage_needs_no_discriminator_weights(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("stage: encoder\nmodel: {tiny: {}}\ndata: {generated: 4, crop: 64}\n")
+    cfg = load_config(f)
+    assert cfg.stage == "encoder" and cfg.discriminator.backbone == "convnext_large"
+    assert load_config(CONFIGS / "hypir-sd21.yaml").stage == "restore"

@@ -19,7 +19,10 @@ def tiny_config(out, **sections) -> TrainConfig:
         "run": {"output_dir": str(out), "steps": 2, "log_every": 1, "checkpoint_every": 0, "ema": 0.9},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, dict):
+            data.setdefault(name, {}).update(values)
+        else:
+            data[name] = values
     return parse(TrainConfig, data)
 
 
@@ -96,3 +99,73 @@ def test_resume_rejects_a_different_model(tmp_path):
     other = HypirTrainer(tiny_config(tmp_path / "b", model={"lora_rank": 2}), progress=False)
     with pytest.raises(ValueError, match="resume"):
         other.train(resume=str(checkpoint.list_checkpoints(tmp_path / "a" / "checkpoints")[-1]))
+
+
+# ---- stage 1: degradation pre-removal of the VAE encoder ----------------------------------------
+
+
+def _stage1_loss(trainer, batch):
+    """The stage-1 objective on one prepared micro-batch, recomputed outside the trainer."""
+    lq, target, *_ = trainer._prepare_micro(0, 0, batch)
+    with torch.no_grad():
+        reference = trainer.encoder_target(target * 2 - 1)
+        return float(torch.nn.functional.mse_loss(trainer._unet(lq * 2 - 1), reference))
+
+
+def test_encoder_stage_trains_the_encoder_against_the_frozen_initial_one(tmp_path):
+    from hypir.models.sd2 import ENCODER_PREFIXES
+
+    cfg = tiny_config(tmp_path / "enc", stage="encoder", model={"posterior": "mode"}, run={"steps": 6},
+                      data={"generated": 1, "flip": False}, degradation={"scale": 2})
+    trainer = HypirTrainer(cfg, progress=False)
+    vae = trainer.components.vae
+    assert trainer.disc is None and trainer.components.unet is None
+    assert trainer.g_named and all(k.startswith(ENCODER_PREFIXES) for k in trainer.g_named)
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    batch = {"gt": trainer.dataset.sample(0, 0)["gt"][None], "prompt": [""]}
+    loss_before = _stage1_loss(trainer, batch)
+
+    exported = trainer.train()
+
+    after = vae.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in trainer.g_named if k.endswith("weight"))
+    assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith(ENCODER_PREFIXES))
+    # the target network is the encoder as loaded, not the one being trained
+    assert all(torch.equal(v, before[k]) for k, v in trainer.encoder_target.vae.state_dict().items())
+    assert _stage1_loss(trainer, batch) < loss_before  # one image, one seed: the encoder learned it
+    records = [__import__("json").loads(line) for line in (tmp_path / "enc" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_g"]) and "loss_d" not in r for r in records)
+
+    # The export is the EMA encoder; stage 2 and the restorer load it in place of the VAE's own.
+    from safetensors.torch import load_file
+
+    state = load_file(exported)
+    assert exported.name == "encoder.safetensors" and set(state) == set(trainer.g_named)
+    assert torch.equal(state["encoder.conv_in.weight"], trainer.ema.state_dict()["encoder.conv_in.weight"])
+    stage2 = HypirTrainer(tiny_config(tmp_path / "s2", model={"encoder": str(exported)}, run={"steps": 1}), progress=False)
+    assert torch.equal(stage2.components.vae.state_dict()["encoder.conv_in.weight"], state["encoder.conv_in.weight"])
+    stage2.train()
+    from hypir import Restorer
+
+    lq = torch.rand(3, 24, 24)
+    plain = Restorer.from_pretrained(stage2.base_model_dir, stage2.export_path, device="cpu")(lq, upscale=2)
+    with_encoder = Restorer.from_pretrained(stage2.base_model_dir, stage2.export_path, encoder=exported,
+                                            device="cpu")(lq, upscale=2)
+    assert with_encoder.shape == plain.shape and not torch.equal(with_encoder, plain)
+
+
+def test_encoder_stage_resumes_bit_for_bit(tmp_path):
+    def make(out, steps):
+        return HypirTrainer(tiny_config(out, stage="encoder", run={"steps": steps}), progress=False)
+
+    straight = make(tmp_path / "a", 3)
+    straight.train()
+    make(tmp_path / "b", 1).train()
+    resumed = make(tmp_path / "b", 3)
+    resumed.train(resume="auto")
+    for k, p in straight.g_named.items():
+        assert torch.equal(p, resumed.g_named[k]), k
+    assert all(torch.equal(v, resumed.ema.state_dict()[k]) for k, v in straight.ema.state_dict().items())
+    # a stage-1 checkpoint is not a stage-2 one
+    with pytest.raises(ValueError, match="resume"):
+        HypirTrainer(tiny_config(tmp_path / "c"), progress=False).train(resume=str(tmp_path / "b" / "checkpoints" / "step-00000003"))
