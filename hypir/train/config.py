@@ -17,7 +17,7 @@ from hypir_kernels._checks import check_int, check_seed
 
 from ..config import load_yaml, parse
 from ..data.realesrgan import DegradationConfig
-from .discriminator import BACKBONES, CONVNEXTS
+from .discriminator import BACKBONES, is_backbone, needs_weights
 
 
 def _positive(name, value):
@@ -100,13 +100,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    backbone: str = "convnext_large"
-    weights: str | None = None  # local torchvision weights of a ConvNeXt backbone
+    backbone: str = "convnext_large"  # conv (tests), convnext_{tiny,small,base,large} (torchvision), timm/<model>
+    weights: str | None = None  # local weights: torchvision / timm state dict, or an open_clip checkpoint (timm/)
     head_channels: int = 256
     conv_widths: tuple[int, ...] = (16, 32, 64)  # the "conv" test backbone
 
     def __post_init__(self):
-        if self.backbone not in BACKBONES:
+        if not is_backbone(self.backbone):
             raise ValueError(f"backbone: expected one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         check_int("head_channels", self.head_channels, minimum=1)
         if not self.conv_widths:
@@ -194,7 +194,7 @@ class TrainConfig:
 
     def __post_init__(self):
         d = self.discriminator
-        if self.stage == "restore" and d.backbone in CONVNEXTS and d.weights is None:
+        if self.stage == "restore" and needs_weights(d.backbone) and d.weights is None:
             raise ValueError(f"discriminator.weights: backbone {d.backbone} needs a local weights file "
                              f"(nothing is downloaded; backbone: conv runs without one)")
         if self.stage == "encoder" and self.run.export is not None and not self.run.export.endswith(".safetensors"):

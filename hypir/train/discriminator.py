@@ -8,6 +8,11 @@ Backbones (``backbone=``):
   ConvNeXt (the family of the released open_clip ``convnext_xxlarge``) with ImageNet weights from a
   **local** ``weights`` file (torchvision's state dict, e.g. ``convnext_base-6075fbad.pth``; read with
   ``weights_only=True``). Features after each of the 4 stages.
+* ``"timm/<model>"`` -- a timm model with ``stem`` and ``stages`` (ConvNeXt: ``timm/convnext_xxlarge``,
+  the released HYPIR backbone) from a **local** ``weights`` file: timm's own state dict, or an
+  **open_clip** checkpoint whose image tower is that timm model (keys ``visual.trunk.*``, e.g.
+  open_clip's ``convnext_xxlarge`` laion2b ``open_clip_pytorch_model.bin``; CLIP's normalisation is
+  then used). Features after each stage. Needs ``timm`` (not open_clip).
 
 Spectral norm: :class:`SpectralNorm` estimates the largest singular value by power iteration, but
 only when :func:`update_spectral_norms` is called -- the trainer calls it once per discriminator
@@ -24,8 +29,20 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 CONVNEXTS = ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large")
-BACKBONES = ("conv",) + CONVNEXTS
+BACKBONES = ("conv",) + CONVNEXTS + ("timm/<model>",)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_CLIP_MEAN, _CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+_OPEN_CLIP_TRUNK = "visual.trunk."
+
+
+def is_backbone(name) -> bool:
+    return isinstance(name, str) and (name == "conv" or name in CONVNEXTS
+                                      or (name.startswith("timm/") and len(name) > len("timm/")))
+
+
+def needs_weights(name: str) -> bool:
+    """Pretrained backbones (all but the test ``conv``) come from a local weights file."""
+    return name != "conv"
 
 
 class SpectralNorm(nn.Module):
@@ -93,7 +110,17 @@ class ConvBackbone(nn.Module):
         return feats
 
 
-class ConvNeXtBackbone(nn.Module):
+class _Normalized(nn.Module):
+    def _normalization(self, mean, std) -> None:
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] images -> the backbone's input normalisation."""
+        return ((x + 1) / 2 - self.mean) / self.std
+
+
+class ConvNeXtBackbone(_Normalized):
     """torchvision ConvNeXt with local weights; ImageNet normalisation inside."""
 
     def __init__(self, name: str, weights: str | os.PathLike):
@@ -108,15 +135,14 @@ class ConvNeXtBackbone(nn.Module):
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if k.startswith("features.")]
         if missing:
-            raise ValueError(f"disc.weights: {str(weights)!r} is not torchvision {name} weights; missing "
+            raise ValueError(f"discriminator.weights: {str(weights)!r} is not torchvision {name} weights; missing "
                              f"{len(missing)} keys ({', '.join(missing[:3])}, ...)")
         self.features = net.features  # stem, stage1, down, stage2, down, stage3, down, stage4
         self.channels = tuple(self.features[i][-1].block[5].out_features for i in (1, 3, 5, 7))
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._normalization(_IMAGENET_MEAN, _IMAGENET_STD)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = ((x + 1) / 2 - self.mean) / self.std
+        x = self.normalize(x)
         feats = []
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -125,9 +151,53 @@ class ConvNeXtBackbone(nn.Module):
         return feats
 
 
+class TimmBackbone(_Normalized):
+    """A timm model (``stem`` + ``stages``) with local timm or open_clip weights; see the module doc."""
+
+    def __init__(self, name: str, weights: str | os.PathLike):
+        super().__init__()
+        try:
+            import timm
+        except ImportError:
+            raise ValueError(f"backbone: timm/{name} needs timm installed (pip install timm); "
+                             f"backbone 'conv' runs without it") from None
+        try:
+            net = timm.create_model(name, pretrained=False, num_classes=0)
+        except RuntimeError as e:  # unknown model name
+            raise ValueError(f"backbone: timm/{name}: {e}") from None
+        if not (hasattr(net, "stem") and hasattr(net, "stages")):
+            raise ValueError(f"backbone: timm/{name} has no stem/stages (a ConvNeXt-like model is expected)")
+        state = _read_state(weights)
+        open_clip = any(k.startswith(_OPEN_CLIP_TRUNK) for k in state)
+        if open_clip:
+            state = {k[len(_OPEN_CLIP_TRUNK):]: v for k, v in state.items() if k.startswith(_OPEN_CLIP_TRUNK)}
+        own = {k: v for k, v in net.state_dict().items() if k.startswith(("stem.", "stages."))}
+        missing = [k for k in own if k not in state]
+        shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
+        if missing or shapes:
+            raise ValueError(f"discriminator.weights: {str(weights)!r} is not timm {name} (or open_clip {name}) weights; "
+                             f"missing {len(missing)} keys ({', '.join(missing[:3])}), other shapes {shapes[:3]}")
+        net.load_state_dict({k: state[k] for k in own}, strict=False)
+        self.stem, self.stages = net.stem, net.stages
+        self.channels = tuple(f["num_chs"] for f in net.feature_info[-len(net.stages):])
+        if open_clip:
+            self._normalization(_CLIP_MEAN, _CLIP_STD)
+        else:
+            cfg = getattr(net, "pretrained_cfg", {}) or {}
+            self._normalization(cfg.get("mean", _IMAGENET_MEAN), cfg.get("std", _IMAGENET_STD))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(self.normalize(x))
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
 def _read_state(path: str | os.PathLike) -> dict:
     if path is None or not os.path.isfile(path):
-        raise FileNotFoundError(f"disc.weights: no such file {str(path)!r} (a local torchvision state dict)")
+        raise FileNotFoundError(f"discriminator.weights: no such file {str(path)!r} (a local torchvision or timm state dict, or an open_clip checkpoint)")
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -141,8 +211,8 @@ class Discriminator(nn.Module):
     Only the head trains; the backbone is frozen (``requires_grad`` False, eval mode).
 
     Args:
-        backbone: one of :data:`BACKBONES`.
-        weights: local weights of a ConvNeXt backbone (required for those).
+        backbone: one of :data:`BACKBONES` (``timm/<model name>`` for timm / open_clip).
+        weights: local weights of a pretrained backbone (required for all but ``conv``).
         head_channels: width of each level's hidden spectral-norm conv.
         seed: initialises the head (and the ``conv`` backbone).
     """
@@ -154,6 +224,8 @@ class Discriminator(nn.Module):
             self.backbone = ConvBackbone(conv_widths, seed)
         elif backbone in CONVNEXTS:
             self.backbone = ConvNeXtBackbone(backbone, weights)
+        elif is_backbone(backbone):
+            self.backbone = TimmBackbone(backbone[len("timm/"):], weights)
         else:
             raise ValueError(f"backbone: expected one of {BACKBONES}, got {backbone!r}")
         self.backbone.requires_grad_(False).eval()

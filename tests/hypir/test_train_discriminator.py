@@ -55,9 +55,51 @@ def test_convnext_backbone_from_a_local_torchvision_file(tmp_path):
     logits = d(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert [t.shape[-1] for t in logits] == [16, 8, 4, 2]
     torch.save({"other": torch.zeros(1)}, tmp_path / "wrong.pth")
-    with pytest.raises(ValueError, match="disc.weights: .* is not torchvision convnext_tiny weights"):
+    with pytest.raises(ValueError, match="discriminator.weights: .* is not torchvision convnext_tiny weights"):
         Discriminator("convnext_tiny", tmp_path / "wrong.pth")
-    with pytest.raises(FileNotFoundError, match="disc.weights"):
+    with pytest.raises(FileNotFoundError, match="discriminator.weights"):
         Discriminator("convnext_tiny", tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="backbone"):
         Discriminator("vit")
+
+
+@pytest.mark.parametrize("layout", ["timm", "open_clip"])
+def test_timm_backbone_from_timm_or_open_clip_weights(tmp_path, layout):
+    """timm's own state dict, or an open_clip checkpoint whose image tower is the timm model
+    (``visual.trunk.*`` next to the projection and text tower): same features, each with its
+    normalisation (ImageNet for timm, CLIP for open_clip)."""
+    timm = pytest.importorskip("timm")
+    net = timm.create_model("convnext_atto", pretrained=False, num_classes=0).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+    if layout == "timm":
+        state, mean, std = net.state_dict(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    else:
+        state = {f"visual.trunk.{k}": v for k, v in net.state_dict().items()}
+        state |= {"visual.head.proj.weight": torch.zeros(8, 320), "text.token_embedding.weight": torch.zeros(10, 8)}
+        mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "w.safetensors")
+    d = Discriminator("timm/convnext_atto", tmp_path / "w.safetensors", head_channels=8)
+    assert d.backbone.channels == (40, 80, 160, 320)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    feats = d.backbone(x)
+    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
+    normalized = ((x + 1) / 2 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(feats[-1], net.forward_features(normalized), rtol=1e-4, atol=1e-5)
+    assert {n for n, p in d.named_parameters() if p.requires_grad} == {n for n, _ in d.heads.named_parameters(prefix="heads")}
+
+
+def test_timm_backbone_refuses_other_weights_and_names(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.save(timm.create_model("convnext_femto", pretrained=False).state_dict(), tmp_path / "femto.pth")
+    with pytest.raises(ValueError, match=r"discriminator.weights: .* is not timm convnext_atto .*other shapes \['stem"):
+        Discriminator("timm/convnext_atto", tmp_path / "femto.pth")
+    with pytest.raises(ValueError, match="backbone: timm/no_such_model"):
+        Discriminator("timm/no_such_model", tmp_path / "femto.pth")
+    with pytest.raises(ValueError, match="backbone"):
+        Discriminator("timm/")
