@@ -1,4 +1,4 @@
-"""Training images for HYPIR (issue 12, in progress): a folder of images, or a CSV of paths and
+"""Training images for HYPIR: a folder of images, or a CSV / parquet listing of paths and
 prompts, served as random crops.
 
 Every random choice (crop position, flip) comes from ``(seed, epoch, index)``, so a sample is the
@@ -19,20 +19,39 @@ from hypir_kernels._checks import check_int, check_seed
 from .io import list_inputs, read_image
 
 
-def read_listing(path: str | os.PathLike) -> list[tuple[Path, str]]:
-    """``(image path, prompt)`` rows of a CSV with a ``path`` column and an optional ``prompt``
-    column; relative paths are taken from the CSV's folder."""
-    path = Path(path)
+LISTINGS = (".csv", ".parquet")
+
+
+def _listing_rows(path: Path) -> tuple[list[str] | None, list[dict]]:
+    """Column names and rows (dicts) of a CSV or parquet listing."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ValueError(f"{path}: reading a parquet listing needs pyarrow (pip install pyarrow)") from None
+        table = pq.read_table(path)
+        names = list(table.column_names)
+        keep = [c for c in ("path", "prompt") if c in names]
+        return names, table.select(keep).to_pylist()
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a CSV header with a 'path' column, got {reader.fieldnames}")
-        rows = []
-        for i, row in enumerate(reader, start=2):
-            if not row["path"]:
-                raise ValueError(f"{path}:{i}: empty path")
-            p = Path(row["path"])
-            rows.append((p if p.is_absolute() else path.parent / p, row.get("prompt") or ""))
+        return reader.fieldnames, list(reader)
+
+
+def read_listing(path: str | os.PathLike) -> list[tuple[Path, str]]:
+    """``(image path, prompt)`` rows of a CSV or parquet listing with a ``path`` column and an
+    optional ``prompt`` column; relative paths are taken from the listing's folder."""
+    path = Path(path)
+    names, table = _listing_rows(path)
+    if names is None or "path" not in names:
+        raise ValueError(f"{path}: expected a 'path' column, got columns {names}")
+    header = 1 if path.suffix.lower() == ".csv" else 0  # report CSV rows by line number
+    rows = []
+    for i, row in enumerate(table, start=header + 1):
+        if not row["path"]:
+            raise ValueError(f"{path}:{i}: empty path")
+        p = Path(row["path"])
+        rows.append((p if p.is_absolute() else path.parent / p, row.get("prompt") or ""))
     return rows
 
 
@@ -40,7 +59,8 @@ class ImageDataset(torch.utils.data.Dataset):
     """``{"gt": [3, crop, crop] float32 in [0, 1], "prompt": str, "index": int}`` per item.
 
     Args:
-        source: a folder of images (sorted by name) or a ``.csv`` listing (see :func:`read_listing`).
+        source: a folder of images (sorted by name) or a ``.csv`` / ``.parquet`` listing (see
+            :func:`read_listing`).
         crop: crop size in pixels; images smaller than that are reflect-padded (replicate where
             reflect cannot reach), as Real-ESRGAN's dataset does.
         flip: random horizontal flips (p 0.5).
@@ -50,12 +70,12 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, source: str | os.PathLike, crop: int = 512, flip: bool = True, prompt: str = "", seed: int = 0):
         source = Path(source)
-        if source.is_file() and source.suffix.lower() == ".csv":
+        if source.is_file() and source.suffix.lower() in LISTINGS:
             self.items = read_listing(source)
         elif source.is_dir():
             self.items = [(p, prompt) for p in list_inputs([source])]
         else:
-            raise ValueError(f"source: expected a folder of images or a .csv listing, got {str(source)!r}")
+            raise ValueError(f"source: expected a folder of images or a .csv / .parquet listing, got {str(source)!r}")
         if not self.items:
             raise ValueError(f"source: no images in {str(source)!r}")
         self.items = [(p, pr or prompt) for p, pr in self.items]

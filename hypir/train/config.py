@@ -78,7 +78,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``source``: a folder of images or a CSV listing (``path``, ``prompt`` columns); or
+    """``source``: a folder of images or a CSV / parquet listing (``path``, ``prompt`` columns); or
     ``generated``: that many procedurally generated images (:class:`hypir.data.GeneratedImages`)."""
 
     source: str | None = None
@@ -91,7 +91,7 @@ class DataConfig:
 
     def __post_init__(self):
         if (self.source is None) == (self.generated == 0):
-            raise ValueError("source: give exactly one of source (folder or CSV) and generated (a count)")
+            raise ValueError("source: give exactly one of source (folder, CSV or parquet) and generated (a count)")
         check_int("generated", self.generated, minimum=0)
         for name in ("crop", "batch_size", "accumulation"):
             check_int(name, getattr(self, name), minimum=1)

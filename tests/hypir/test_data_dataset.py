@@ -1,4 +1,4 @@
-"""hypir.data.dataset: folders and CSV listings of real image files, random crops reproducible
+"""hypir.data.dataset: folders and CSV / parquet listings of real image files, random crops reproducible
 from (seed, epoch, index), padding of small images, bad sources named."""
 import pytest
 import torch
@@ -53,6 +53,26 @@ def test_csv_listing_with_prompts(folder, tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=0)
     batch = next(iter(loader))
     assert batch["gt"].shape == (2, 3, 16, 16) and list(batch["prompt"]) == ["a cat", "default prompt"]
+
+
+def test_parquet_listing_reads_like_the_csv(folder, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"path": ["imgs/im0.png", str(folder / "im1.png")], "prompt": ["a cat", None],
+                      "width": [1, 2]})
+    pq.write_table(table, tmp_path / "train.parquet")
+    csv = tmp_path / "train.csv"
+    csv.write_text("path,prompt\nimgs/im0.png,a cat\n" + f"{folder / 'im1.png'},\n")
+    assert read_listing(tmp_path / "train.parquet") == read_listing(csv)
+    a, b = ImageDataset(tmp_path / "train.parquet", crop=16, seed=3), ImageDataset(csv, crop=16, seed=3)
+    assert torch.equal(a.sample(1, 2)["gt"], b.sample(1, 2)["gt"]) and a[0]["prompt"] == "a cat"
+    pq.write_table(pa.table({"file": ["x.png"]}), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"bad\.parquet: expected a 'path' column, got columns \['file'\]"):
+        read_listing(tmp_path / "bad.parquet")
+    pq.write_table(pa.table({"path": ["x.png", ""]}), tmp_path / "empty.parquet")
+    with pytest.raises(ValueError, match=r"empty\.parquet:2: empty path"):
+        read_listing(tmp_path / "empty.parquet")
 
 
 def test_bad_sources(tmp_path, folder):
