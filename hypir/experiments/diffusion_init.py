@@ -214,7 +214,7 @@ class Evaluator:
     def restore(self, trainer) -> torch.Tensor:
         from ..models.texture import texture_richness
 
-        unet = trainer._unet
+        unet = trainer._net
         unet.eval()
         ctx = trainer.ema.applied() if trainer.ema is not None else contextlib.nullcontext()
         outs = []

@@ -190,8 +190,8 @@ class HypirTrainer:
                   "(loss.lpips_vgg / loss.lpips_lin to use the real one)")
         opt_g, self.sched_g = self._optimizer([p for p in unet.parameters() if p.requires_grad], cfg.optim.lr_g)
         opt_d, self.sched_d = self._optimizer([p for p in disc.parameters() if p.requires_grad], cfg.optim.lr_d)
-        self.unet, self.disc, self.opt_g, self.opt_d = acc.prepare(unet, disc, opt_g, opt_d)
-        self.g_named = {n: p for n, p in self._unet.named_parameters() if p.requires_grad}
+        self.net, self.disc, self.opt_g, self.opt_d = acc.prepare(unet, disc, opt_g, opt_d)
+        self.g_named = {n: p for n, p in self._net.named_parameters() if p.requires_grad}
 
     def _build_encoder_stage(self) -> None:
         """Stage 1: the VAE encoder (and quant_conv) learns to pre-remove the degradation; the
@@ -205,13 +205,15 @@ class HypirTrainer:
             p.requires_grad_(name.startswith(ENCODER_PREFIXES))
         model = EncodeDecode(vae)
         opt, self.sched_g = self._optimizer([p for p in vae.parameters() if p.requires_grad], cfg.optim.lr_g)
-        self.unet, self.opt_g = self.acc.prepare(model, opt)  # "unet": the stage's trained network
+        self.net, self.opt_g = self.acc.prepare(model, opt)
         self.disc = None
-        self.g_named = {n: p for n, p in self._unet.vae.named_parameters() if p.requires_grad}
+        self.g_named = {n: p for n, p in self._net.vae.named_parameters() if p.requires_grad}
 
     @property
-    def _unet(self):
-        return self.acc.unwrap_model(self.unet)
+    def _net(self):
+        """The trained network unwrapped from DDP (``self.net``): the LoRA UNet in stage 2, the
+        :class:`EncodeDecode` VAE in stage 1; ``g_named`` are its trainable weights."""
+        return self.acc.unwrap_model(self.net)
 
     @property
     def _disc(self):
@@ -280,7 +282,7 @@ class HypirTrainer:
                 g = torch.Generator().manual_seed(seed)
                 z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(dist.mean)
             z = z * sf
-        x0 = self.one_step(unet or self.unet, z, self._text(prompts), richness)
+        x0 = self.one_step(unet or self.net, z, self._text(prompts), richness)
         return vae.decode(x0 / sf).sample
 
     # ---- one step -------------------------------------------------------------------------------
@@ -314,7 +316,7 @@ class HypirTrainer:
 
     def _generator_update(self) -> float:
         """Clip, step the trained network's optimiser and scheduler, update the EMA; the gradient norm."""
-        norm = self._clip(self.unet)
+        norm = self._clip(self.net)
         self.opt_g.step()
         self.sched_g.step()
         self.opt_g.zero_grad(set_to_none=True)
@@ -325,13 +327,14 @@ class HypirTrainer:
     def _encoder_step(self, prepared, add) -> dict[str, float]:
         """``||D(E(lq)) - D(E0(gt))||^2`` (stage 1), gradients into the encoder only."""
         acc, n = self.acc, len(prepared)
-        self.unet.train()
+        self.net.train()
+        target_net = self.encoder_target if self.encoder_target is not None else self._net
         for j, (lq, target, _, _, seed) in enumerate(prepared):
             with torch.no_grad(), acc.autocast():
-                reference = (self.encoder_target or self._unet)(target * 2 - 1)
-            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.unet)
+                reference = target_net(target * 2 - 1)
+            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.net)
             with sync, acc.autocast():
-                x = self.unet(lq * 2 - 1, self._posterior_seed(seed))
+                x = self.net(lq * 2 - 1, self._posterior_seed(seed))
                 loss = F.mse_loss(x.float(), reference.float())
                 acc.backward(loss / n)
             add("loss_g", loss), add("mse", loss)
@@ -343,10 +346,10 @@ class HypirTrainer:
         # Generator step: the discriminator's head is frozen and called unwrapped (no DDP sync).
         disc = self._disc
         disc.heads.requires_grad_(False)
-        self.unet.train()
+        self.net.train()
         fakes = []
         for j, (lq, target, prompts, richness, seed) in enumerate(prepared):
-            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.unet)
+            sync = contextlib.nullcontext() if j == n - 1 else acc.no_sync(self.net)
             with sync, acc.autocast():
                 x = self.generate(lq, prompts, richness, seed)
                 ref = target * 2 - 1
@@ -451,9 +454,9 @@ class HypirTrainer:
         lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch)
         with self.acc.autocast():
             if self.cfg.stage == "encoder":
-                x = (self._unet(lq * 2 - 1).float() + 1) / 2
+                x = (self._net(lq * 2 - 1).float() + 1) / 2
             else:
-                x = (self.generate(lq, prompts, richness, seed, unet=self._unet).float() + 1) / 2
+                x = (self.generate(lq, prompts, richness, seed, unet=self._net).float() + 1) / 2
         if not self.acc.is_main_process:
             return None
         from ..data.io import write_image
@@ -520,8 +523,8 @@ class HypirTrainer:
             ctx = self.ema.applied() if (self.ema is not None and self.cfg.run.export_ema) else contextlib.nullcontext()
             with ctx:
                 if self.cfg.stage == "encoder":
-                    save_encoder(self._unet.vae, path)
+                    save_encoder(self._net.vae, path)
                 else:
-                    hypir_lora.save_checkpoint(self._unet, path)
+                    hypir_lora.save_checkpoint(self._net, path)
         self.acc.wait_for_everyone()
         return path

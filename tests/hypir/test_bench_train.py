@@ -9,7 +9,7 @@ from hypir.bench_train import batches, build, time_steps
 def test_variants(tmp_path):
     ours = build("ours", str(tmp_path / "a"), width=32, rank=4, size=64, batch=1)
     released = build("released", str(tmp_path / "b"), width=32, rank=4, size=64, batch=1)
-    lora_layer = lambda t: next(m for n, m in t._unet.named_modules() if n.endswith("to_q"))  # noqa: E731
+    lora_layer = lambda t: next(m for n, m in t._net.named_modules() if n.endswith("to_q"))  # noqa: E731
     assert getattr(lora_layer(ours), "_hk_patched", False) and ours.degrade_ops is None
     assert not getattr(lora_layer(released), "_hk_patched", False) and released.degrade_ops is BASICSR_OPS
     data = batches(ours, 1)

@@ -36,7 +36,7 @@ def _state(trainer):
 
 def test_train_changes_lora_and_head_only(tmp_path):
     trainer = HypirTrainer(tiny_config(tmp_path / "run"), progress=False)
-    unet, disc = trainer._unet, trainer._disc
+    unet, disc = trainer._net, trainer._disc
     frozen_before = {k: v.clone() for k, v in unet.state_dict().items() if "lora_" not in k and not k.startswith("class_embedding.")}
     vae_before = {k: v.clone() for k, v in trainer.components.vae.state_dict().items()}
     backbone_before = {k: v.clone() for k, v in disc.backbone.state_dict().items()}
@@ -109,7 +109,7 @@ def _stage1_loss(trainer, batch):
     lq, target, *_ = trainer._prepare_micro(0, 0, batch)
     with torch.no_grad():
         reference = trainer.encoder_target(target * 2 - 1)
-        return float(torch.nn.functional.mse_loss(trainer._unet(lq * 2 - 1), reference))
+        return float(torch.nn.functional.mse_loss(trainer._net(lq * 2 - 1), reference))
 
 
 def test_encoder_stage_trains_the_encoder_against_the_frozen_initial_one(tmp_path):
