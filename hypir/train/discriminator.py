@@ -21,6 +21,7 @@ accumulation and data-parallel runs with the same global batch stay identical).
 """
 from __future__ import annotations
 
+import importlib
 import os
 
 import torch
@@ -110,6 +111,14 @@ class ConvBackbone(nn.Module):
         return feats
 
 
+def _import_for(module: str, backbone: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"backbone: {backbone} needs {module} installed (pip install {module}); "
+                         f"backbone 'conv' runs without it") from None
+
+
 class _Normalized(nn.Module):
     def _normalization(self, mean, std) -> None:
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -125,11 +134,7 @@ class ConvNeXtBackbone(_Normalized):
 
     def __init__(self, name: str, weights: str | os.PathLike):
         super().__init__()
-        try:
-            import torchvision
-        except ImportError:
-            raise ValueError(f"backbone: {name} needs torchvision installed (pip install torchvision); "
-                             f"backbone 'conv' runs without it") from None
+        torchvision = _import_for("torchvision", name)
         net = getattr(torchvision.models, name)(weights=None)
         state = _read_state(weights)
         missing, unexpected = net.load_state_dict(state, strict=False)
@@ -156,11 +161,7 @@ class TimmBackbone(_Normalized):
 
     def __init__(self, name: str, weights: str | os.PathLike):
         super().__init__()
-        try:
-            import timm
-        except ImportError:
-            raise ValueError(f"backbone: timm/{name} needs timm installed (pip install timm); "
-                             f"backbone 'conv' runs without it") from None
+        timm = _import_for("timm", f"timm/{name}")
         try:
             net = timm.create_model(name, pretrained=False, num_classes=0)
         except RuntimeError as e:  # unknown model name

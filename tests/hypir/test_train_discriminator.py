@@ -103,3 +103,10 @@ def test_timm_backbone_refuses_other_weights_and_names(tmp_path):
         Discriminator("timm/no_such_model", tmp_path / "femto.pth")
     with pytest.raises(ValueError, match="backbone"):
         Discriminator("timm/")
+
+
+@pytest.mark.parametrize("backbone, module", [("timm/convnext_atto", "timm"), ("convnext_tiny", "torchvision")])
+def test_a_missing_backbone_library_is_named(monkeypatch, tmp_path, backbone, module):
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # import fails as if not installed
+    with pytest.raises(ValueError, match=rf"^backbone: {backbone} needs {module} installed \(pip install {module}\)"):
+        Discriminator(backbone, tmp_path / "w.pth")
