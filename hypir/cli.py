@@ -6,6 +6,8 @@
         [--texture auto|FLOAT] [--seed 0] [--device auto|cpu|cuda] [--dtype auto|fp32|bf16|fp16]
         [--no-merge]
     hypir train --config FILE [--resume auto|DIR] [--set KEY=VALUE ...] [--quiet]
+    hypir rsd pretrain --config FILE [--resume auto|DIR] [--set KEY=VALUE ...] [--quiet]
+    hypir rsd sample --checkpoint FILE -o GRID.png [--n 64] [--steps 18] [--seed 0] [--device auto]
 
 Files or folders in (PNG, JPEG, WebP, TIFF, BMP; grayscale, RGBA, 16-bit, EXIF-rotated), one PNG
 per input out with the same stem. An image that cannot be read or restored is reported and
@@ -111,6 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config value, e.g. --set run.steps=100 (YAML value syntax; repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rsd = sub.add_parser("rsd", help="RSD: corruption-aware teacher pretraining and sampling",
+                         description="Restoration Score Distillation (phase I: teachers trained on corrupted data).")
+    rsd_sub = rsd.add_subparsers(dest="rsd_command", required=True)
+    p = rsd_sub.add_parser("pretrain", help="pretrain a teacher on corrupted data",
+                           description="Pretrain an RSD teacher from a YAML config (configs/rsd-*.yaml). Several "
+                                       "processes: accelerate launch -m hypir rsd pretrain --config FILE.")
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML config")
+    p.add_argument("--resume", default=None, metavar="auto|DIR",
+                   help="continue from a checkpoint directory, or 'auto': the latest under <output_dir>/checkpoints")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value, e.g. --set run.steps=100 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = rsd_sub.add_parser("sample", help="sample a grid from a teacher",
+                           description="Sample from an RSD teacher (Heun, or truncated Ambient Tweedie for noisy data).")
+    s.add_argument("--checkpoint", required=True, metavar="FILE", help="teacher.safetensors from `hypir rsd pretrain`")
+    s.add_argument("--n", type=_positive(int), default=64, help="number of samples (default 64)")
+    s.add_argument("-o", "--output", required=True, metavar="PNG", help="grid image to write")
+    s.add_argument("--steps", type=_positive(int), default=18, help="sampler noise levels (default 18)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--save-tensor", default=None, metavar="PT", help="also save the samples [N, C, S, S] in [-1, 1]")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -222,12 +247,61 @@ def train_main(args) -> int:
     return 0
 
 
+def rsd_pretrain_main(args) -> int:
+    from .rsd.config import load_pretrain_config
+    from .rsd.pretrain import Pretrainer
+
+    try:
+        config = load_pretrain_config(args.config, _overrides(args.overrides))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    _quiet_libraries()
+    try:
+        trainer = Pretrainer(config, progress=not args.quiet)
+        exported = trainer.train(resume=args.resume)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    if trainer.acc.is_main_process:
+        print(f"hypir: trained {trainer.step} steps on {config.task.kind} observations; wrote {exported} "
+              f"(hypir rsd sample --checkpoint {exported} -o grid.png)", file=sys.stderr)
+    return 0
+
+
+def rsd_sample_main(args) -> int:
+    import torch
+
+    from .data.io import image_grid, write_image
+    from .pipelines.restorer import resolve_device
+    from .rsd.teacher import load_teacher, sample
+
+    try:
+        device = resolve_device(args.device)
+        model, meta = load_teacher(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return 2
+    model.to(device)
+    shape = (args.n, meta["image_channels"], meta["size"], meta["size"])
+    x = sample(model, meta["task"], shape, seed=args.seed, steps=args.steps, device=device, progress=not args.quiet)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_image(out, image_grid(x))
+    if args.save_tensor:
+        torch.save(x.cpu(), args.save_tensor)
+    print(f"hypir: {args.n} samples of the {meta['task'].kind} teacher in {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "restore":
         return restore_main(args)
     if args.command == "train":
         return train_main(args)
+    if args.command == "rsd":
+        return rsd_pretrain_main(args) if args.rsd_command == "pretrain" else rsd_sample_main(args)
     return 2  # pragma: no cover (argparse rejects unknown commands)
 
 

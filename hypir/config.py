@@ -38,6 +38,19 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def apply_overrides(data: dict, overrides: dict | None) -> dict:
+    """Set ``dotted.key -> value`` pairs (``--set`` on the command line) in a config mapping."""
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{dotted}: {p} is not a section")
+        node[last] = value
+    return data
+
+
 def parse(cls: type[T], data: Any, prefix: str = "", base: T | None = None) -> T:
     """Build dataclass ``cls`` from mapping ``data`` (see the module docstring). Keys not given
     keep their values in ``base`` (default: the field defaults); a nested section given in part

@@ -8,6 +8,7 @@ them (grayscale); palette images expanded.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +112,20 @@ def list_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
         else:
             raise FileNotFoundError(f"input: no such file or folder {str(p)!r}")
     return files
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 1) -> torch.Tensor:
+    """``images [N, C, H, W]`` in [-1, 1] (C = 1 or 3) -> one ``[3, rows*(H+pad)+pad, ...]`` grid in
+    [0, 1] for :func:`write_image`; ``columns`` defaults to ``ceil(sqrt(N))``."""
+    if not (isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[0] > 0 and images.shape[1] in (1, 3)):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images: expected a non-empty [N, 1 or 3, H, W] tensor, got {shape}")
+    n, _, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    x = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
+    grid = torch.ones(3, rows * (h + pad) + pad, columns * (w + pad) + pad)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[i]
+    return grid

@@ -9,7 +9,7 @@ comes from ``generator`` (a CPU ``torch.Generator``), so a step is reproducible 
   the noisy-data space ``(1 - sigma_n^2/sigma^2) D + (sigma_n^2/sigma^2) y_t`` and compared with ``y``.
 * :func:`ambient_inpainting_loss` -- random inpainting ``y = M x`` (Algorithm 4): a further mask
   ``M~`` drops a fraction ``delta`` of the observed pixels, the network sees ``[M~ y_t, M~]``, the
-  loss is on the observed mask ``M``.
+  loss is on the observed mask ``M``; with ``sigma_n > 0`` combined with the Tweedie clipping.
 * :func:`fourier_ambient_loss` -- multi-coil MRI, ``y = M F(S x)`` in k-space (Algorithm 5): ``M~``
   removes some of the sampled columns, the network sees ``A~^H(M~ (y + sigma e))`` and ``M~``,
   the loss is ``|A D - y|^2`` through the data's own operator. Only ``y``'s sampled entries are read.
@@ -37,6 +37,13 @@ def _check_images(name: str, x) -> None:
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
 
 
+def _tweedie_levels(batch: int, sigma_n: float, generator, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training sigmas clipped at ``sigma_n`` and the std of the noise still to add, exactly 0 where clipped."""
+    sigma = training_sigmas(batch, generator, device).to(dtype).clamp(min=sigma_n)
+    s = sigma.view(-1, 1, 1, 1)
+    return sigma, torch.where(s > sigma_n, (s * s - sigma_n**2).clamp(min=0).sqrt(), 0.0)
+
+
 def standard_loss(model, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``lambda(s) |D(y + s e, s) - y|^2`` with EDM's training sigmas."""
     _check_images("y", y)
@@ -51,11 +58,9 @@ def ambient_tweedie_loss(model, y: torch.Tensor, sigma_n: float, generator: torc
     _check_images("y", y)
     if not (isinstance(sigma_n, (int, float)) and sigma_n >= 0):
         raise ValueError(f"sigma_n: expected a number >= 0, got {sigma_n!r}")
-    sigma = training_sigmas(y.shape[0], generator, y.device).to(y.dtype).clamp(min=sigma_n)
-    s = sigma.view(-1, 1, 1, 1)
-    extra = torch.where(s > sigma_n, (s * s - sigma_n**2).clamp(min=0).sqrt(), 0.0)  # exactly 0 where clipped
+    sigma, extra = _tweedie_levels(y.shape[0], sigma_n, generator, y.device, y.dtype)
     y_t = y + extra * _randn_like(y, generator)
-    r = sigma_n**2 / (s * s)
+    r = sigma_n**2 / sigma.view(-1, 1, 1, 1) ** 2
     pred = (1 - r) * model(y_t, sigma) + r * y_t
     return loss_weight(sigma) * _per_sample((pred - y) ** 2)
 
@@ -70,20 +75,24 @@ def further_mask(mask: torch.Tensor, delta: float, seed: int) -> torch.Tensor:
 
 
 def ambient_inpainting_loss(model, y: torch.Tensor, mask: torch.Tensor, delta: float, seed: int,
-                            generator: torch.Generator) -> torch.Tensor:
-    """Ambient Diffusion for random inpainting: ``y = M x`` ``[B, C, H, W]``, ``mask`` ``M`` (0/1,
-    same shape or ``[B, 1, H, W]``); the model gets ``cond = M~[:, :1]`` (one mask channel)."""
+                            generator: torch.Generator, sigma_n: float = 0.0) -> torch.Tensor:
+    """Ambient Diffusion for random inpainting: ``y = M (x + sigma_n e)`` ``[B, C, H, W]``, ``mask``
+    ``M`` (0/1, same shape or ``[B, 1, H, W]``); the model gets ``cond = M~[:, :1]`` (one mask
+    channel). With ``sigma_n > 0`` the Ambient-Tweedie clipping and mapping back are applied too."""
     _check_images("y", y)
     if not (torch.is_tensor(mask) and mask.shape[0] == y.shape[0] and mask.shape[-2:] == y.shape[-2:]
             and mask.shape[1] in (1, y.shape[1])):
         raise ValueError(f"mask: expected [{y.shape[0]}, 1 or {y.shape[1]}, {y.shape[2]}, {y.shape[3]}], got "
                          f"{tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__}")
+    if not (isinstance(sigma_n, (int, float)) and sigma_n >= 0):
+        raise ValueError(f"sigma_n: expected a number >= 0, got {sigma_n!r}")
     mask = mask.to(y.dtype)
     m_further = further_mask(mask[:, :1], delta, seed)
-    sigma = training_sigmas(y.shape[0], generator, y.device).to(y.dtype)
-    y_t = y + sigma.view(-1, 1, 1, 1) * _randn_like(y, generator)
-    d = model(m_further * y_t, sigma, cond=m_further)
-    return loss_weight(sigma) * _per_sample((mask * (d - y)) ** 2)
+    sigma, extra = _tweedie_levels(y.shape[0], sigma_n, generator, y.device, y.dtype)
+    y_t = y + extra * _randn_like(y, generator)
+    r = sigma_n**2 / sigma.view(-1, 1, 1, 1) ** 2
+    pred = (1 - r) * model(m_further * y_t, sigma, cond=m_further) + r * y_t
+    return loss_weight(sigma) * _per_sample((mask * (pred - y)) ** 2)
 
 
 def fourier_ambient_loss(model, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor,

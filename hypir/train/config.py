@@ -15,7 +15,7 @@ from typing import Literal
 
 from hypir_kernels._checks import check_int, check_seed
 
-from ..config import load_yaml, parse
+from ..config import apply_overrides, load_yaml, parse
 from ..data.realesrgan import DegradationConfig
 from .discriminator import BACKBONES, is_backbone, needs_weights
 
@@ -205,11 +205,4 @@ class TrainConfig:
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
     """Read and validate a YAML config; relative paths in it stay relative to the working directory."""
-    data = load_yaml(path)
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return parse(TrainConfig, data)
+    return parse(TrainConfig, apply_overrides(load_yaml(path), overrides))

@@ -1,0 +1,145 @@
+"""RSD phase-I configuration (``hypir rsd pretrain --config FILE``): typed, frozen dataclasses; see
+``configs/rsd-*.yaml``. Unknown keys and bad values raise ``ValueError`` naming the dotted key."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hypir_kernels._checks import check_int, check_seed
+
+from ..config import apply_overrides, load_yaml, parse
+
+TASK_KINDS = ("blur", "inpainting", "sr", "clean")
+
+
+def _positive(name, value):
+    if not value > 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """The denoiser's network ``F``: a diffusers ``UNet2DModel`` (EDM-preconditioned)."""
+
+    channels: tuple[int, ...] = (64, 128, 128)  # block widths, one down/up level each
+    layers_per_block: int = 2
+    attention: bool = True  # self-attention blocks at the lowest resolution
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if not self.channels:
+            raise ValueError("channels: expected at least one width")
+        for c in self.channels:
+            check_int("channels", c, minimum=8)
+            if c % 8:
+                raise ValueError(f"channels: expected multiples of 8 (group norm), got {c}")
+        check_int("layers_per_block", self.layers_per_block, minimum=1)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``source``: ``digits`` (scikit-learn's bundled digits, grey) or a folder of images (RGB)."""
+
+    source: str = "digits"
+    size: int = 32
+    limit: int = 0  # use only the first N training images (0: all)
+
+    def __post_init__(self):
+        check_int("size", self.size, minimum=4)
+        check_int("limit", self.limit, minimum=0)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The corruption the teacher learns from (``clean``: the reference teacher on clean data)."""
+
+    kind: Literal["blur", "inpainting", "sr", "clean"] = "blur"
+    sigma_n: float = 0.0  # measurement noise; > 0 selects the Ambient-Tweedie objective
+    keep: float = 0.1  # inpainting: fraction of pixels observed (the paper: 90 % missing)
+    delta: float = 0.1  # inpainting: fraction of observed pixels the further mask drops
+    blur_sigma: float = 2.0
+    blur_size: int = 9
+    sr_factor: int = 2
+    seed: int = 0  # the corruption's draws (fixed once per dataset)
+
+    def __post_init__(self):
+        if not self.sigma_n >= 0:
+            raise ValueError(f"sigma_n: expected a number >= 0, got {self.sigma_n!r}")
+        if not 0 < self.keep <= 1:
+            raise ValueError(f"keep: expected a number in (0, 1], got {self.keep!r}")
+        if not 0 <= self.delta < 1:
+            raise ValueError(f"delta: expected a number in [0, 1), got {self.delta!r}")
+        _positive("blur_sigma", self.blur_sigma)
+        check_int("blur_size", self.blur_size, minimum=1)
+        check_int("sr_factor", self.sr_factor, minimum=1)
+        check_seed("seed", self.seed)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = 64  # per process
+    grad_clip: float = 1.0  # 0 disables
+    warmup: int = 200
+
+    def __post_init__(self):
+        _positive("lr", self.lr)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+        check_int("batch_size", self.batch_size, minimum=1)
+        if not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip: expected a number >= 0, got {self.grad_clip!r}")
+        check_int("warmup", self.warmup, minimum=0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    output_dir: str = "runs/rsd"
+    steps: int = 20000
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    ema: float = 0.999  # 0 disables
+    log_every: int = 50
+    sample_every: int = 0  # a sample grid every N steps (0: never)
+    sample_steps: int = 18  # sampler levels for those grids and for `hypir rsd sample`
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    export: str = "teacher.safetensors"
+
+    def __post_init__(self):
+        check_int("steps", self.steps, minimum=1)
+        check_seed("seed", self.seed)
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema: expected a number in [0, 1), got {self.ema!r}")
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            check_int(name, getattr(self, name), minimum=0)
+        check_int("sample_steps", self.sample_steps, minimum=2)
+        check_int("keep_last", self.keep_last, minimum=1)
+        if not self.export.endswith(".safetensors"):
+            raise ValueError(f"export: expected a .safetensors file name, got {self.export!r}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    net: NetConfig = field(default_factory=NetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        levels = len(self.net.channels) - 1
+        if self.data.size % (2**levels):
+            raise ValueError(f"data.size: {self.data.size} is not divisible by 2^{levels} (net.channels has "
+                             f"{levels + 1} levels)")
+        if self.task.kind == "sr" and self.data.size % self.task.sr_factor:
+            raise ValueError(f"task.sr_factor: data.size {self.data.size} is not a multiple of {self.task.sr_factor}")
+
+
+def load_pretrain_config(path: str | os.PathLike, overrides: dict | None = None) -> PretrainConfig:
+    """Read and validate a YAML config, with ``overrides`` (dotted key -> value) applied."""
+    return parse(PretrainConfig, apply_overrides(load_yaml(path), overrides))

@@ -1,0 +1,205 @@
+"""RSD phase I: pretrain a teacher diffusion model on corrupted observations only (paper §3,
+Appendix E). ``hypir rsd pretrain --config FILE``.
+
+The clean images are corrupted once (:func:`hypir.rsd.data.corrupt`) and dropped; the objective
+follows the task: EDM's loss on ``y`` (blur, super-resolution, clean reference), Ambient Tweedie
+when ``sigma_n > 0``, Ambient Diffusion for inpainting. Distribution through ``accelerate`` (each
+process takes its slice of the step's global batch), AdamW with warm-up, gradient clipping, EMA,
+checkpoints through :mod:`hypir.train.checkpoint` (atomic, keep-last-N, resumable bit for bit:
+every draw comes from ``(run.seed, step, process)``), sample grids, and a one-file export.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import to_dict
+from ..train import checkpoint
+from ..train.ema import EMA
+from ..train.trainer import derive_seed
+from .config import PretrainConfig
+from .data import Observations, corrupt, digits, folder_images
+from .objectives import ambient_inpainting_loss, ambient_tweedie_loss, standard_loss
+from .teacher import build_denoiser, cond_channels, sample, save_teacher
+
+
+def clean_images(cfg: PretrainConfig) -> torch.Tensor:
+    """The clean training images of ``cfg.data`` ``[N, C, S, S]`` in [-1, 1]."""
+    d = cfg.data
+    x = digits(d.size, "train")[0] if d.source == "digits" else folder_images(d.source, d.size)
+    return x[:d.limit] if d.limit else x
+
+
+def observations(cfg: PretrainConfig) -> Observations:
+    t = cfg.task
+    x = clean_images(cfg)
+    if t.kind == "clean":
+        return Observations(x, None, "clean", 0.0)
+    return corrupt(x, t.kind, t.sigma_n, seed=t.seed, keep=t.keep, blur_sigma=t.blur_sigma, blur_size=t.blur_size,
+                   sr_factor=t.sr_factor)
+
+
+class Pretrainer:
+    """Build a phase-I run from a :class:`PretrainConfig`; :meth:`train` runs it."""
+
+    def __init__(self, config: PretrainConfig, accelerator=None, progress: bool = True):
+        from accelerate import Accelerator
+
+        self.cfg = cfg = config
+        if accelerator is None:
+            mp = cfg.run.mixed_precision
+            if mp == "auto":
+                mp = "bf16" if torch.cuda.is_available() else "no"
+            accelerator = Accelerator(mixed_precision=mp)
+        self.acc = acc = accelerator
+        self.device = acc.device
+        self.out = Path(cfg.run.output_dir)
+        self.progress = progress
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.data = observations(cfg)  # corrupted once; no clean image is kept
+        self.image_channels = self.data.y.shape[1]
+        model = build_denoiser(cfg.net, self.image_channels, cond_channels(cfg.task), cfg.data.size,
+                               seed=derive_seed(cfg.run.seed, 1))
+        o = cfg.optim
+        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=0.0)
+        warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
+        self.model, self.opt = acc.prepare(model, opt)
+        self.named = {n: p for n, p in self._model.named_parameters()}
+        self.ema = EMA(self.named, cfg.run.ema) if cfg.run.ema > 0 else None
+        self.step = 0
+
+    @property
+    def _model(self):
+        return self.acc.unwrap_model(self.model)
+
+    def _loss(self, y, mask, generator, seed):
+        t = self.cfg.task
+        if t.kind == "inpainting":
+            return ambient_inpainting_loss(self.model, y, mask, t.delta, seed, generator, sigma_n=t.sigma_n)
+        if t.sigma_n > 0:
+            return ambient_tweedie_loss(self.model, y, t.sigma_n, generator)
+        return standard_loss(self.model, y, generator)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step on this process's slice of the step's global batch."""
+        acc, b = self.acc, self.cfg.optim.batch_size
+        g = torch.Generator().manual_seed(derive_seed(self.cfg.run.seed, step))
+        idx = torch.randint(len(self.data), (b * acc.num_processes,), generator=g)[acc.process_index * b:][:b]
+        y = self.data.y[idx].to(self.device)
+        mask = self.data.mask[idx].to(self.device) if self.data.mask is not None else None
+        seed = derive_seed(self.cfg.run.seed, step, acc.process_index)
+        self.model.train()
+        with acc.autocast():
+            loss = self._loss(y, mask, torch.Generator().manual_seed(seed), derive_seed(seed, 1)).mean()
+        acc.backward(loss)
+        gnorm = (float(acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+                 if self.cfg.optim.grad_clip > 0 else float("nan"))
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        return {"loss": float(acc.reduce(loss.detach(), "mean")), "gnorm": gnorm, "lr": self.sched.get_last_lr()[0]}
+
+    def train(self, resume: str | None = None, on_step=None) -> Path:
+        """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save
+        the last checkpoint and export the EMA teacher; returns the export's path."""
+        from tqdm.auto import tqdm
+
+        if resume is not None:
+            path = checkpoint.resolve(resume, self.out / "checkpoints")
+            if path is not None:
+                self.load(path)
+        cfg, acc = self.cfg, self.acc
+        bar = tqdm(total=cfg.run.steps, initial=self.step, desc=f"rsd pretrain ({cfg.task.kind})", unit="step",
+                   disable=not (self.progress and acc.is_main_process))
+        start, done = time.perf_counter(), 0
+        while self.step < cfg.run.steps:
+            logs = self.train_step(self.step)
+            self.step += 1
+            done += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}",
+                            img_s=f"{done * cfg.optim.batch_size * acc.num_processes / (time.perf_counter() - start):.1f}")
+            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == cfg.run.steps):
+                with open(self.out / "log.jsonl", "a") as f:
+                    f.write(json.dumps({"step": self.step, **logs}) + "\n")
+            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                self.write_samples()
+            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
+                self.save()
+            if on_step is not None:
+                on_step(self.step, logs)
+        bar.close()
+        self.save()
+        return self.export()
+
+    def _ema_applied(self):
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
+
+    @torch.no_grad()
+    def samples(self, n: int = 64, seed: int = 0) -> torch.Tensor:
+        """``n`` samples of the EMA teacher ``[n, C, S, S]`` in [-1, 1]."""
+        model = self._model
+        was_training = model.training
+        model.eval()
+        with self._ema_applied():
+            x = sample(model, self.cfg.task, (n, self.image_channels, self.cfg.data.size, self.cfg.data.size),
+                       seed=seed, steps=self.cfg.run.sample_steps, device=self.device)
+        model.train(was_training)
+        return x
+
+    def write_samples(self) -> Path | None:
+        x = self.samples(16)
+        if not self.acc.is_main_process:
+            return None
+        from ..data.io import image_grid, write_image
+
+        path = self.out / "samples" / f"step-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, image_grid(x))
+        return path
+
+    def save(self) -> Path | None:
+        self.acc.wait_for_everyone()
+        path = None
+        if self.acc.is_main_process:
+            tensors = {"model": dict(self.named)}
+            if self.ema is not None:
+                tensors["ema"] = self.ema.state_dict()
+            optimizers = {"opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+            state = {"config": to_dict(self.cfg), "processes": self.acc.num_processes}
+            path = checkpoint.save(self.out / "checkpoints", self.step, tensors, optimizers, state, self.cfg.run.keep_last)
+        self.acc.wait_for_everyone()
+        return path
+
+    def load(self, path) -> None:
+        tensors, optimizers, state = checkpoint.load(path)
+        got = tensors.get("model", {})
+        if set(got) != set(self.named) or any(got[k].shape != p.shape for k, p in self.named.items()):
+            raise ValueError(f"resume: {str(path)!r} does not match this network (different net or task config)")
+        with torch.no_grad():
+            for k, p in self.named.items():
+                p.copy_(got[k])
+        if self.ema is not None:
+            self.ema.load_state_dict(tensors["ema"])
+        self.opt.load_state_dict(optimizers["opt"])
+        self.sched.load_state_dict(optimizers["sched"])
+        self.step = int(state["step"])
+
+    def export(self, path: str | Path | None = None) -> Path:
+        """The EMA teacher as one file for ``hypir rsd sample --checkpoint``."""
+        path = Path(path) if path is not None else self.out / self.cfg.run.export
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            with self._ema_applied():
+                save_teacher(self._model, path, self.cfg.net, self.cfg.task, self.image_channels, self.cfg.data.size,
+                             steps=self.step)
+        self.acc.wait_for_everyone()
+        return path

@@ -1,0 +1,99 @@
+"""A phase-I teacher: the EDM-preconditioned ``UNet2DModel``, its one-file export (weights plus a
+JSON description of the network and the task it learnt, so ``hypir rsd sample`` needs nothing
+else), and sampling from it.
+
+Sampling follows the objective: Heun (EDM, deterministic) for noiseless data, the truncated
+Ambient-Tweedie sampler when the data had noise ``sigma_n``; an Ambient-inpainting teacher is
+called with a further mask drawn once per sample from the training distribution (keep x (1 - delta)),
+the "fixed mask" sampler of Ambient Diffusion.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from hypir_kernels import bernoulli_mask
+
+from .config import NetConfig, TaskConfig
+from .edm import EDMPrecond, ambient_tweedie_sample, heun_sample
+
+
+def build_denoiser(net: NetConfig, image_channels: int, cond_channels: int, size: int, seed: int = 0) -> EDMPrecond:
+    """``EDMPrecond(UNet2DModel)`` taking ``image_channels + cond_channels`` inputs."""
+    from diffusers import UNet2DModel
+
+    levels = len(net.channels)
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if net.attention and levels > 1:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=size, in_channels=image_channels + cond_channels, out_channels=image_channels,
+                       block_out_channels=tuple(net.channels), layers_per_block=net.layers_per_block,
+                       down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=8,
+                       dropout=net.dropout, attention_head_dim=8)
+    return EDMPrecond(unet)
+
+
+def cond_channels(task: TaskConfig) -> int:
+    return 1 if task.kind == "inpainting" else 0
+
+
+def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, task: TaskConfig, image_channels: int,
+                 size: int, **info) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"net": asdict(net), "task": asdict(task), "image_channels": image_channels, "size": size, **info}
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"hypir_rsd_teacher": json.dumps(meta)})
+    return path
+
+
+def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
+    """``(model in eval mode, description)`` of a file written by :func:`save_teacher`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = (f.metadata() or {}).get("hypir_rsd_teacher")
+    except Exception as e:  # not a safetensors file at all
+        raise ValueError(f"checkpoint: {str(path)!r} is not a safetensors file ({e})") from None
+    if meta is None:
+        raise ValueError(f"checkpoint: {str(path)!r} is not an RSD teacher (written by `hypir rsd pretrain`)")
+    meta = json.loads(meta)
+    net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+    task = TaskConfig(**meta["task"])
+    model = build_denoiser(net, meta["image_channels"], cond_channels(task), meta["size"])
+    model.load_state_dict(load_file(str(path)))
+    meta["net"], meta["task"] = net, task
+    return model.eval().requires_grad_(False), meta
+
+
+@torch.no_grad()
+def sample(model: EDMPrecond, task: TaskConfig, shape: tuple[int, int, int, int], seed: int = 0, steps: int = 18,
+           device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
+    """``shape = (N, C, S, S)`` samples in [-1, 1] (see the module doc for the sampler used)."""
+    n = shape[0]
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    cond = None
+    if task.kind == "inpainting":
+        cond = bernoulli_mask((n, 1, *shape[-2:]), task.keep * (1 - task.delta), seed + 1, device=device)
+
+    def denoise(x, sigma):
+        return model(x if cond is None else cond * x, sigma, cond=cond)
+
+    if task.sigma_n > 0:
+        out = ambient_tweedie_sample(denoise, noise, task.sigma_n, steps=steps)
+    else:
+        out = heun_sample(denoise, noise, steps=steps, progress=progress)
+    return out.clamp(-1, 1)
