@@ -1,0 +1,43 @@
+"""The digit feature network FID uses here: it learns the digits, saves and loads, and its FID
+orders sets the way a feature space must."""
+import pytest
+import torch
+
+from hypir.metrics.features import fid_score, load_features, save_features, train_digit_features
+from hypir.rsd.data import digits
+
+
+@pytest.fixture(scope="module")
+def net():
+    return train_digit_features(size=16, steps=300, batch=64, progress=False)
+
+
+def test_it_learns_the_digits(net):
+    model, accuracy = net
+    assert accuracy > 0.85  # 10 classes: chance is 0.1
+
+
+def test_save_load_round_trip(net, tmp_path):
+    model, accuracy = net
+    path = save_features(model, tmp_path / "f.safetensors", accuracy=accuracy, size=16)
+    loaded = load_features(path)
+    x = digits(16, "heldout")[0][:8]
+    torch.testing.assert_close(loaded.features(x), model.features(x))
+    assert loaded.info == {"accuracy": accuracy, "size": 16}
+    with pytest.raises(ValueError, match="^features: .* not a feature network"):
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(1)}, str(tmp_path / "w.safetensors"))
+        load_features(tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"^x: expected \[B, 1, S, S\]"):
+        model.features(torch.zeros(2, 3, 16, 16))
+
+
+def test_fid_orders_image_sets(net):
+    model, _ = net
+    train, held = digits(16, "train")[0], digits(16, "heldout")[0]
+    same = fid_score(model, held, train[:1000])
+    blurred = fid_score(model, torch.nn.functional.avg_pool2d(held, 3, 1, 1), train[:1000])
+    noise = fid_score(model, torch.rand_like(held) * 2 - 1, train[:1000])
+    assert 0 <= same < blurred < noise
+    assert fid_score(model, held, held) == pytest.approx(0.0, abs=1e-6)
