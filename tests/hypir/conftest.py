@@ -48,3 +48,11 @@ def restorer(model_dir, checkpoint):
     return Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu")
 
 
+
+
+@pytest.fixture(scope="session")
+def digit_features():
+    """A digit feature network for FID at 16 px (300 steps, ~7 s) and its held-out accuracy."""
+    from hypir.metrics.features import train_digit_features
+
+    return train_digit_features(size=16, steps=300, batch=64, progress=False)

@@ -3,22 +3,17 @@ orders sets the way a feature space must."""
 import pytest
 import torch
 
-from hypir.metrics.features import fid_score, load_features, save_features, train_digit_features
+from hypir.metrics.features import fid_score, load_features, save_features
 from hypir.rsd.data import digits
 
 
-@pytest.fixture(scope="module")
-def net():
-    return train_digit_features(size=16, steps=300, batch=64, progress=False)
-
-
-def test_it_learns_the_digits(net):
-    model, accuracy = net
+def test_it_learns_the_digits(digit_features):
+    model, accuracy = digit_features
     assert accuracy > 0.85  # 10 classes: chance is 0.1
 
 
-def test_save_load_round_trip(net, tmp_path):
-    model, accuracy = net
+def test_save_load_round_trip(digit_features, tmp_path):
+    model, accuracy = digit_features
     path = save_features(model, tmp_path / "f.safetensors", accuracy=accuracy, size=16)
     loaded = load_features(path)
     x = digits(16, "heldout")[0][:8]
@@ -33,8 +28,8 @@ def test_save_load_round_trip(net, tmp_path):
         model.features(torch.zeros(2, 3, 16, 16))
 
 
-def test_fid_orders_image_sets(net):
-    model, _ = net
+def test_fid_orders_image_sets(digit_features):
+    model, _ = digit_features
     train, held = digits(16, "train")[0], digits(16, "heldout")[0]
     same = fid_score(model, held, train[:1000])
     blurred = fid_score(model, torch.nn.functional.avg_pool2d(held, 3, 1, 1), train[:1000])

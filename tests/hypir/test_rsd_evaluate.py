@@ -1,0 +1,29 @@
+"""Proximal FID: no clean image needed, small for samples from the right law, large otherwise."""
+import pytest
+import torch
+
+from hypir.rsd.config import TaskConfig
+from hypir.rsd.data import corrupt, digits
+from hypir.rsd.evaluate import observe, proximal_fid
+
+
+@pytest.mark.parametrize("kind", ["blur", "inpainting"])
+def test_proximal_fid_ranks_samples_by_their_law(digit_features, kind):
+    net, _ = digit_features
+    task = TaskConfig(kind=kind, sigma_n=0.1, keep=0.5)
+    data = corrupt(digits(16, "train")[0][:1000], kind, 0.1, seed=0, keep=0.5)
+    held = digits(16, "heldout")[0]
+    good = proximal_fid(net, held, data, task)  # clean images of the data's law, seen through A
+    shifted = proximal_fid(net, -held, data, task)  # inverted digits
+    noise = proximal_fid(net, torch.rand_like(held) * 2 - 1, data, task)
+    assert good < shifted and good < noise
+    with pytest.raises(ValueError, match="^data: observations of task"):
+        proximal_fid(net, held, data, TaskConfig(kind="sr"))
+
+
+def test_observe_draws_fresh_masks():
+    x = digits(16, "heldout")[0][:4]
+    task = TaskConfig(kind="inpainting", keep=0.5)
+    a, b = observe(x, task, seed=1), observe(x, task, seed=2)
+    assert not torch.equal(a == 0, b == 0)
+    assert torch.equal(observe(x, TaskConfig(kind="clean"), 0), x)
