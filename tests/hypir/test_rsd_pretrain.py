@@ -107,3 +107,11 @@ def test_cli_tiny_config_pretrains_and_samples(tmp_path, capsys):
     assert torch.load(tmp_path / "s.pt").shape == (9, 1, 16, 16)
     assert main(["rsd", "sample", "--checkpoint", str(out / "log.jsonl"), "-o", str(grid)]) == 2
     assert "checkpoint: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["blur", "inpainting", "sr"])
+def test_shipped_configs_load(task):
+    full = load_pretrain_config(CONFIGS / f"rsd-{task}.yaml")
+    assert full.task.kind == task and full.data.size == 32 and full.run.steps == 20000
+    assert (full.task.blur_sigma, full.task.blur_size, full.task.keep) == (2.0, 9, 0.1)  # the paper's tasks
+    assert load_pretrain_config(CONFIGS / f"rsd-{task}-tiny.yaml").data.size == 16
