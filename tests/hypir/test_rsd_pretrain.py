@@ -1,6 +1,7 @@
 """RSD phase I end to end on tiny configs: every task trains on its corrupted data only, resumes
 bit for bit, exports a teacher `hypir rsd sample` reads; configs name bad keys."""
 import json
+import sys
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypir.rsd.pretrain import Pretrainer
 from hypir.rsd.teacher import load_teacher, sample
 
 CONFIGS = Path(__file__).parents[2] / "configs"
+sys.path.insert(0, str(Path(__file__).parent))  # the DDP helpers of test_train_ddp
 
 
 def tiny(task, out, **overrides):
@@ -115,3 +117,24 @@ def test_shipped_configs_load(task):
     assert full.task.kind == task and full.data.size == 32 and full.run.steps == 20000
     assert (full.task.blur_sigma, full.task.blur_size, full.task.keep) == (2.0, 9, 0.1)  # the paper's tasks
     assert load_pretrain_config(CONFIGS / f"rsd-{task}-tiny.yaml").data.size == 16
+
+
+def test_two_processes_stay_identical(tmp_path):
+    """accelerate DDP on 2 CPU processes (gloo): each takes its half of the global batch, the
+    gradients are averaged, both ranks end with the same weights; one export, one checkpoint."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from test_train_ddp import _run, torchrun_command
+
+    cmd = torchrun_command()
+    if cmd is None:
+        pytest.skip("torchrun not installed")
+    out = tmp_path / "ddp"
+    _run([*cmd, "--standalone", "--nproc_per_node", "2", str(Path(__file__).with_name("ddp_rsd_pretrain.py")), str(out)],
+         tmp_path)
+    r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    with safe_open(str(out / "rank1.safetensors"), "pt") as f:
+        assert f.metadata() == {"processes": "2", "distributed": "MULTI_CPU"}
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0), "ranks diverged"
+    model, _ = load_teacher(out / "teacher.safetensors")
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000003"]

@@ -19,11 +19,17 @@ def _run(cmd, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
-                    reason="torchrun not installed")
+def torchrun_command() -> list[str] | None:
+    """The venv's torchrun (or one on PATH); None when there is none."""
+    local = Path(sys.executable).with_name("torchrun")
+    if local.exists():
+        return [str(local)]
+    return ["torchrun"] if shutil.which("torchrun") else None
+
+
+@pytest.mark.skipif(torchrun_command() is None, reason="torchrun not installed")
 def test_two_processes_equal_one_with_accumulation(tmp_path):
-    torchrun = str(Path(sys.executable).with_name("torchrun")) if Path(sys.executable).with_name("torchrun").exists() else "torchrun"
-    _run([torchrun, "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / "ddp")], tmp_path)
+    _run([*torchrun_command(), "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tmp_path / "ddp")], tmp_path)
     _run([sys.executable, str(SCRIPT), str(tmp_path / "single")], tmp_path)
     r0, r1 = load_file(str(tmp_path / "ddp" / "rank0.safetensors")), load_file(str(tmp_path / "ddp" / "rank1.safetensors"))
     single = load_file(str(tmp_path / "single" / "rank0.safetensors"))
