@@ -1,7 +1,12 @@
-"""Feature networks for FID. Inception weights cannot be downloaded here, so the default is a
-small classifier we train ourselves on labelled data that ships in an installed package
-(scikit-learn's digits, :func:`hypir.rsd.data.digits`); its accuracy on held-out digits is
-reported with it. FID computed with it is **not** comparable with Inception FIDs -- say so.
+"""Feature networks for FID.
+
+* :class:`InceptionFeatures` -- the standard FID Inception-v3 (2048-d pool features) from a **local**
+  weights file in the pytorch-fid / torch-fidelity format (``weights-inception-2015-12-05-6726825d.pth``,
+  the file torchmetrics' FID uses), through the ``torch-fidelity`` package; nothing is downloaded.
+* :class:`DigitFeatures` -- since Inception weights cannot be downloaded here, a small classifier we
+  train ourselves on labelled data that ships in an installed package (scikit-learn's digits,
+  :func:`hypir.rsd.data.digits`); its accuracy on held-out digits is reported with it. FID computed
+  with it is **not** comparable with Inception FIDs -- say so.
 
     net, accuracy = train_digit_features(size=32)
     save_features(net, "digits-features.safetensors", accuracy=accuracy)
@@ -43,6 +48,36 @@ class DigitFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class InceptionFeatures(nn.Module):
+    """FID's Inception-v3 from a local weights file (see the module doc); ``features`` takes
+    ``[B, 1 or 3, H, W]`` images in [-1, 1] (quantised to 8 bits and resized to 299 inside, as FID does)."""
+
+    def __init__(self, weights: str | os.PathLike):
+        super().__init__()
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError:
+            raise ValueError("weights: Inception features need torch-fidelity installed (pip install torch-fidelity)") from None
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights: no such file {str(path)!r} (the FID Inception weights, "
+                                    f"weights-inception-2015-12-05-6726825d.pth)")
+        try:  # a plain state dict (this also proves the pickle is safe for torch-fidelity's own load)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"weights: {str(path)!r} is not a plain state dict ({e})") from None
+        if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
+            raise ValueError(f"weights: {str(path)!r} is not the FID Inception-v3 state dict")
+        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_tensor(x) and x.dim() == 4 and x.shape[1] in (1, 3)):
+            raise ValueError(f"x: expected [B, 1 or 3, H, W] images, got "
+                             f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1)
+        return self.net(u8.contiguous())[0]
 
 
 def train_digit_features(size: int = 32, steps: int = 1500, batch: int = 128, seed: int = 0,
@@ -107,8 +142,9 @@ def load_features(path: str | os.PathLike) -> DigitFeatures:
 
 
 @torch.no_grad()
-def fid_score(net: DigitFeatures, images: torch.Tensor, reference: torch.Tensor, batch: int = 500) -> float:
-    """FID between two image sets ``[N, C, S, S]`` in [-1, 1] with ``net``'s features."""
+def fid_score(net, images: torch.Tensor, reference: torch.Tensor, batch: int = 500) -> float:
+    """FID between two image sets ``[N, C, S, S]`` in [-1, 1] with ``net.features`` (a
+    :class:`DigitFeatures` or :class:`InceptionFeatures`)."""
     def feats(x):
         return torch.cat([net.features(x[i:i + batch].float()) for i in range(0, len(x), batch)])
 

@@ -36,3 +36,27 @@ def test_fid_orders_image_sets(digit_features):
     noise = fid_score(model, torch.rand_like(held) * 2 - 1, train[:1000])
     assert 0 <= same < blurred < noise
     assert fid_score(model, held, held) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_inception_features_from_a_local_file(tmp_path, monkeypatch):
+    """torch-fidelity's FID Inception built from a local file (random weights of the real layout
+    here: the real file cannot be downloaded): 2048-d features, grey and RGB inputs, bad files named."""
+    fidelity = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    from hypir.metrics.features import InceptionFeatures
+
+    cls = fidelity.FeatureExtractorInceptionV3
+    with monkeypatch.context() as m:  # build once without weights to get the layout's state dict
+        m.setattr(cls, "load_state_dict", lambda self, sd, strict=True: None)
+        m.setattr(fidelity.torch, "load", lambda *a, **k: {})
+        net = cls("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    feats = InceptionFeatures(tmp_path / "inception.pth")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    f = feats.features(x)
+    assert f.shape == (2, 2048) and torch.isfinite(f).all()
+    torch.testing.assert_close(feats.features(x[:, :1]), feats.features(x[:, :1].expand(-1, 3, -1, -1)))
+    torch.save({"w": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="^weights: .* not the FID Inception-v3 state dict"):
+        InceptionFeatures(tmp_path / "other.pth")
+    with pytest.raises(FileNotFoundError, match="^weights: no such file"):
+        InceptionFeatures(tmp_path / "none.pth")
