@@ -274,7 +274,7 @@ def rsd_sample_main(args) -> int:
 
     from .data.io import image_grid, write_image
     from .pipelines.restorer import resolve_device
-    from .rsd.teacher import load_teacher, sample
+    from .rsd.teacher import displayable, load_teacher, sample
 
     try:
         device = resolve_device(args.device)
@@ -287,7 +287,7 @@ def rsd_sample_main(args) -> int:
     x = sample(model, meta["task"], shape, seed=args.seed, steps=args.steps, device=device, progress=not args.quiet)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_image(out, image_grid(x))
+    write_image(out, image_grid(displayable(x)))
     if args.save_tensor:
         torch.save(x.cpu(), args.save_tensor)
     print(f"hypir: {args.n} samples of the {meta['task'].kind} teacher in {out}", file=sys.stderr)

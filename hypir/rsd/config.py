@@ -10,7 +10,7 @@ from hypir_kernels._checks import check_int, check_seed
 
 from ..config import apply_overrides, load_yaml, parse
 
-TASK_KINDS = ("blur", "inpainting", "sr", "clean")
+TASK_KINDS = ("blur", "inpainting", "sr", "mri", "clean")
 
 
 def _positive(name, value):
@@ -56,13 +56,17 @@ class DataConfig:
 class TaskConfig:
     """The corruption the teacher learns from (``clean``: the reference teacher on clean data)."""
 
-    kind: Literal["blur", "inpainting", "sr", "clean"] = "blur"
+    kind: Literal["blur", "inpainting", "sr", "mri", "clean"] = "blur"
     sigma_n: float = 0.0  # measurement noise; > 0 selects the Ambient-Tweedie objective
     keep: float = 0.1  # inpainting: fraction of pixels observed (the paper: 90 % missing)
     delta: float = 0.1  # inpainting: fraction of observed pixels the further mask drops
     blur_sigma: float = 2.0
     blur_size: int = 9
     sr_factor: int = 2
+    acceleration: int = 4  # mri: R, k-space columns kept = width / R (ACS included)
+    center_fraction: float = 0.08  # mri: the fully sampled centre (ACS) block
+    coils: int = 4  # mri: synthetic coil maps
+    remove: int = 1  # mri: acquired non-ACS lines the further mask drops
     seed: int = 0  # the corruption's draws (fixed once per dataset)
 
     def __post_init__(self):
@@ -75,6 +79,13 @@ class TaskConfig:
         _positive("blur_sigma", self.blur_sigma)
         check_int("blur_size", self.blur_size, minimum=1)
         check_int("sr_factor", self.sr_factor, minimum=1)
+        check_int("acceleration", self.acceleration, minimum=1)
+        if not 0 <= self.center_fraction < 1:
+            raise ValueError(f"center_fraction: expected a number in [0, 1), got {self.center_fraction!r}")
+        check_int("coils", self.coils, minimum=1)
+        check_int("remove", self.remove, minimum=0)
+        if self.kind == "mri" and self.sigma_n:
+            raise ValueError("sigma_n: the mri task is noiseless here (k-space noise is not implemented)")
         check_seed("seed", self.seed)
 
 
@@ -136,6 +147,8 @@ class PretrainConfig:
         if self.data.size % (2**levels):
             raise ValueError(f"data.size: {self.data.size} is not divisible by 2^{levels} (net.channels has "
                              f"{levels + 1} levels)")
+        if self.task.kind == "mri" and self.data.source != "digits":
+            raise ValueError("data.source: the mri task builds complex images from the grey digits")
         if self.task.kind == "sr" and self.data.size % self.task.sr_factor:
             raise ValueError(f"task.sr_factor: data.size {self.data.size} is not a multiple of {self.task.sr_factor}")
 

@@ -7,7 +7,10 @@ Tasks (the paper's three natural-image tasks, each optionally with noise ``sigma
 * ``inpainting`` -- ``y = M (x + sigma_n e)``, ``M`` a per-image Bernoulli(``keep``) pixel mask
   (the paper: 90 % missing, ``keep = 0.1``), shared across channels, kept with the data;
 * ``sr`` -- ``y = f^2 D^T D x + sigma_n e``: x``f`` area down-sampling back-projected to full
-  size (a blocky image of the same size, which the network models).
+  size (a blocky image of the same size, which the network models);
+* ``mri`` -- multi-coil k-space ``y = M F(S x)`` of complex images (the grey image as magnitude
+  with a smooth random phase), synthetic smooth coil maps ``S`` and per-image column masks ``M``
+  (ACS block + random lines, acceleration R); only the acquired columns are non-zero.
 
 Images are in ``[-1, 1]``, ``[N, C, S, S]``; every draw is Philox-seeded by ``(seed, image index)``
 through the ``hypir_kernels`` operators, so a dataset is the same on every machine.
@@ -21,10 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hypir_kernels import bernoulli_mask
-from hypir_kernels.operators import Blur, Downsample, Noise
+from hypir_kernels import bernoulli_mask, mri_column_mask
+from hypir_kernels.operators import Blur, Downsample, MultiCoilMRI, Noise
 
-TASKS = ("blur", "inpainting", "sr")
+TASKS = ("blur", "inpainting", "sr", "mri")
 HELDOUT_DIGITS = 297  # of scikit-learn's 1797: the last ones after a fixed shuffle
 
 
@@ -71,24 +74,72 @@ def folder_images(path: str | os.PathLike, size: int) -> torch.Tensor:
 @dataclass
 class Observations:
     """What a phase-I trainer sees: corrupted images ``y [N, C, S, S]`` and, for inpainting, the
-    masks ``[N, 1, S, S]`` (None otherwise). The clean images are not kept."""
+    masks ``[N, 1, S, S]`` (None otherwise); for MRI the k-space ``y [N, Nc, S, S]`` (complex),
+    column masks ``[N, S]`` and the coil maps ``[Nc, S, S]``. The clean images are not kept."""
 
     y: torch.Tensor
     mask: torch.Tensor | None
     task: str
     sigma_n: float
+    maps: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.y.shape[0]
 
 
+def coil_maps(coils: int, size: int) -> torch.Tensor:
+    """Smooth synthetic coil sensitivities ``[coils, size, size]`` (complex64): Gaussian bumps centred
+    on a circle around the image, each with its own linear phase ramp, normalised so that
+    ``sum_c |S_c|^2 = 1`` everywhere (``A^H A`` is then a masked projection per coil sum)."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    maps = []
+    for c in range(coils):
+        angle = 2 * torch.pi * c / coils
+        cy, cx = 1.2 * torch.sin(torch.tensor(angle)), 1.2 * torch.cos(torch.tensor(angle))
+        mag = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 1.5)
+        phase = torch.pi / 4 * (torch.cos(torch.tensor(angle)) * yy + torch.sin(torch.tensor(angle)) * xx)
+        maps.append(torch.polar(mag, phase))
+    maps = torch.stack(maps)
+    return (maps / maps.abs().pow(2).sum(0, keepdim=True).sqrt()).to(torch.complex64)
+
+
+def complex_images(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Grey images ``[N, 1, S, S]`` in [-1, 1] -> complex ``[N, S, S]``: magnitude ``(x + 1) / 2``
+    and a smooth random phase (a random plane plus a quadratic bowl, up to about +-pi/2)."""
+    n, _, size, _ = x.shape
+    g = torch.Generator().manual_seed(seed)
+    coef = (torch.rand(n, 4, generator=g) * 2 - 1) * torch.tensor([0.6, 0.6, 0.4, 0.4])
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    phase = (coef[:, 0, None, None] * yy + coef[:, 1, None, None] * xx + coef[:, 2, None, None] * yy * yy
+             + coef[:, 3, None, None] * xx * xx) * torch.pi / 2
+    return torch.polar((x[:, 0] + 1) / 2, phase)
+
+
+def corrupt_mri(x: torch.Tensor, acceleration: int = 4, seed: int = 0, coils: int = 4,
+                center_fraction: float = 0.08) -> Observations:
+    """The ``mri`` task's observations of grey images ``x [N, 1, S, S]`` (see the module doc)."""
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x: the mri task needs square grey images [N, 1, S, S], got {tuple(x.shape)}")
+    n, size = x.shape[0], x.shape[-1]
+    maps = coil_maps(coils, size)
+    mask = mri_column_mask(n, size, acceleration, seed, center_fraction=center_fraction, offsets=list(range(n)))
+    with torch.no_grad():
+        y = MultiCoilMRI(maps.expand(n, -1, -1, -1), mask).A(complex_images(x, seed + 1))
+    return Observations(y.contiguous(), mask, "mri", 0.0, maps)
+
+
 def corrupt(x: torch.Tensor, task: str, sigma_n: float = 0.0, seed: int = 0, keep: float = 0.1,
-            blur_sigma: float = 2.0, blur_size: int = 9, sr_factor: int = 2) -> Observations:
+            blur_sigma: float = 2.0, blur_size: int = 9, sr_factor: int = 2, acceleration: int = 4, coils: int = 4,
+            center_fraction: float = 0.08) -> Observations:
     """The fixed corrupted dataset of clean ``x [N, C, S, S]`` (see the module doc)."""
     if task not in TASKS:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
     if not (isinstance(sigma_n, (int, float)) and sigma_n >= 0):
         raise ValueError(f"sigma_n: expected a number >= 0, got {sigma_n!r}")
+    if task == "mri":
+        if sigma_n:
+            raise ValueError("sigma_n: the mri task is noiseless here (k-space noise is not implemented)")
+        return corrupt_mri(x, acceleration, seed, coils, center_fraction)
     n = x.shape[0]
     offsets = list(range(n))  # per-image Philox streams: image i's draws do not depend on N
     noise = Noise(float(sigma_n), seed=seed + 1, offsets=offsets)

@@ -23,8 +23,10 @@ from ..train.ema import EMA
 from ..train.trainer import derive_seed
 from .config import PretrainConfig
 from .data import Observations, corrupt, digits, folder_images
-from .objectives import ambient_inpainting_loss, ambient_tweedie_loss, standard_loss
-from .teacher import build_denoiser, cond_channels, sample, save_teacher
+from hypir_kernels import mri_further_mask
+
+from .objectives import ambient_inpainting_loss, ambient_tweedie_loss, fourier_ambient_loss, standard_loss
+from .teacher import build_denoiser, cond_channels, displayable, image_channels, sample, save_teacher
 
 
 def clean_images(cfg: PretrainConfig) -> torch.Tensor:
@@ -40,7 +42,8 @@ def observations(cfg: PretrainConfig) -> Observations:
     if t.kind == "clean":
         return Observations(x, None, "clean", 0.0)
     return corrupt(x, t.kind, t.sigma_n, seed=t.seed, keep=t.keep, blur_sigma=t.blur_sigma, blur_size=t.blur_size,
-                   sr_factor=t.sr_factor)
+                   sr_factor=t.sr_factor, acceleration=t.acceleration, coils=t.coils,
+                   center_fraction=t.center_fraction)
 
 
 class Pretrainer:
@@ -62,7 +65,7 @@ class Pretrainer:
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
         self.data = observations(cfg)  # corrupted once; no clean image is kept
-        self.image_channels = self.data.y.shape[1]
+        self.image_channels = image_channels(cfg.task, self.data.y.shape[1])
         model = build_denoiser(cfg.net, self.image_channels, cond_channels(cfg.task), cfg.data.size,
                                seed=derive_seed(cfg.run.seed, 1))
         o = cfg.optim
@@ -80,6 +83,10 @@ class Pretrainer:
 
     def _loss(self, y, mask, generator, seed):
         t = self.cfg.task
+        if t.kind == "mri":
+            further = mri_further_mask(mask, t.remove, seed, center_fraction=t.center_fraction)
+            maps = self.data.maps.to(self.device).expand(y.shape[0], -1, -1, -1)
+            return fourier_ambient_loss(self.model, y, maps, mask, further, generator)
         if t.kind == "inpainting":
             return ambient_inpainting_loss(self.model, y, mask, t.delta, seed, generator, sigma_n=t.sigma_n)
         if t.sigma_n > 0:
@@ -156,7 +163,7 @@ class Pretrainer:
         return x
 
     def write_samples(self) -> Path | None:
-        x = self.samples(16)
+        x = displayable(self.samples(16))
         if not self.acc.is_main_process:
             return None
         from ..data.io import image_grid, write_image

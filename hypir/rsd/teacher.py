@@ -5,7 +5,9 @@ else), and sampling from it.
 Sampling follows the objective: Heun (EDM, deterministic) for noiseless data, the truncated
 Ambient-Tweedie sampler when the data had noise ``sigma_n``; an Ambient-inpainting teacher is
 called with a further mask drawn once per sample from the training distribution (keep x (1 - delta)),
-the "fixed mask" sampler of Ambient Diffusion.
+the "fixed mask" sampler of Ambient Diffusion; an MRI teacher likewise with a further column mask,
+on ``A~^H A~ x_t`` (our choice; the paper does not spell its sampler out). MRI samples are
+2-channel complex images ``[N, 2, S, S]``.
 """
 from __future__ import annotations
 
@@ -40,7 +42,19 @@ def build_denoiser(net: NetConfig, image_channels: int, cond_channels: int, size
 
 
 def cond_channels(task: TaskConfig) -> int:
-    return 1 if task.kind == "inpainting" else 0
+    return 1 if task.kind in ("inpainting", "mri") else 0
+
+
+def image_channels(task: TaskConfig, data_channels: int) -> int:
+    """The network's image channels: 2 (real, imaginary) for MRI, else the data's."""
+    return 2 if task.kind == "mri" else data_channels
+
+
+def displayable(x: torch.Tensor) -> torch.Tensor:
+    """Samples for a grid: 2-channel complex images as their magnitude, mapped to [-1, 1]."""
+    if x.shape[1] == 2:
+        return (torch.linalg.vector_norm(x, dim=1, keepdim=True) * 2 - 1).clamp(-1, 1)
+    return x
 
 
 def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, task: TaskConfig, image_channels: int,
@@ -79,6 +93,26 @@ def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
     return model.eval().requires_grad_(False), meta
 
 
+def _mri_denoiser(model, task: TaskConfig, n: int, size: int, seed: int, device):
+    """The Fourier-space ambient teacher as a denoiser of 2-channel images: it is called on
+    ``A~^H A~ x_t`` with a further-masked column mask ``M~`` drawn once per sample from the
+    training distribution (the MRI counterpart of the fixed-mask sampler)."""
+    from hypir_kernels import mri_column_mask, mri_further_mask, mri_normal
+
+    from .data import coil_maps
+
+    maps = coil_maps(task.coils, size).to(device).expand(n, -1, -1, -1)
+    mask = mri_column_mask(n, size, task.acceleration, seed + 1, center_fraction=task.center_fraction)
+    further = mri_further_mask(mask, task.remove, seed + 2, center_fraction=task.center_fraction).to(device)
+    cond = further.view(n, 1, 1, size).expand(n, 1, size, size)
+
+    def denoise(x, sigma):
+        seen = mri_normal(x.float().contiguous(), maps, further).to(x.dtype)  # real view [n, 2, S, S]
+        return model(seen, sigma, cond=cond.to(x.dtype))
+
+    return denoise
+
+
 @torch.no_grad()
 def sample(model: EDMPrecond, task: TaskConfig, shape: tuple[int, int, int, int], seed: int = 0, steps: int = 18,
            device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
@@ -89,8 +123,13 @@ def sample(model: EDMPrecond, task: TaskConfig, shape: tuple[int, int, int, int]
     if task.kind == "inpainting":
         cond = bernoulli_mask((n, 1, *shape[-2:]), task.keep * (1 - task.delta), seed + 1, device=device)
 
-    def denoise(x, sigma):
-        return model(x if cond is None else cond * x, sigma, cond=cond)
+        def denoise(x, sigma):
+            return model(cond * x, sigma, cond=cond)
+    elif task.kind == "mri":
+        denoise = _mri_denoiser(model, task, n, shape[-1], seed, device)
+    else:
+        def denoise(x, sigma):
+            return model(x, sigma)
 
     if task.sigma_n > 0:
         out = ambient_tweedie_sample(denoise, noise, task.sigma_n, steps=steps)

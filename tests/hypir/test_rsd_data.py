@@ -46,3 +46,22 @@ def test_each_task_corrupts_as_documented():
         corrupt(x, "denoise")
     with pytest.raises(ValueError, match="^sigma_n"):
         corrupt(x, "blur", sigma_n=-0.1)
+
+
+def test_mri_observations_keep_only_acquired_k_space():
+    from hypir_kernels.operators import MultiCoilMRI
+    from hypir.rsd.data import coil_maps, complex_images
+
+    x = digits(16, "train")[0][:8]
+    obs = corrupt(x, "mri", acceleration=4, seed=2, coils=4, center_fraction=0.125)
+    assert obs.y.shape == (8, 4, 16, 16) and obs.y.is_complex() and obs.mask.shape == (8, 16)
+    assert obs.maps.shape == (4, 16, 16)
+    torch.testing.assert_close(obs.maps.abs().pow(2).sum(0), torch.ones(16, 16))  # sum_c |S_c|^2 = 1
+    assert torch.equal(obs.mask.sum(1), torch.full((8,), 4.0))  # 16 / R columns, ACS included
+    unacquired = (obs.mask == 0).view(8, 1, 1, 16).expand_as(obs.y)
+    assert torch.equal(obs.y[unacquired], torch.zeros_like(obs.y[unacquired]))
+    img = complex_images(x, 3)
+    torch.testing.assert_close(img.abs(), (x[:, 0] + 1) / 2)
+    torch.testing.assert_close(obs.y, MultiCoilMRI(coil_maps(4, 16).expand(8, -1, -1, -1), obs.mask).A(img))
+    with pytest.raises(ValueError, match="^sigma_n: the mri task is noiseless"):
+        corrupt(x, "mri", sigma_n=0.1)

@@ -24,7 +24,7 @@ def tiny(task, out, **overrides):
     return load_pretrain_config(CONFIGS / f"rsd-{task}-tiny.yaml", {**base, **overrides})
 
 
-@pytest.mark.parametrize("task", ["blur", "inpainting", "sr"])
+@pytest.mark.parametrize("task", ["blur", "inpainting", "sr", "mri"])
 def test_each_task_trains_on_corrupted_data_only(tmp_path, task):
     trainer = Pretrainer(tiny(task, tmp_path / task), progress=False)
     clean = digits(16, "train")[0][:64]
@@ -39,12 +39,13 @@ def test_each_task_trains_on_corrupted_data_only(tmp_path, task):
     moved = sum(not torch.equal(before[k], p) for k, p in trainer.named.items())
     assert moved > len(before) // 2
     model, meta = load_teacher(path)
-    assert meta["task"].kind == task and meta["size"] == 16 and meta["image_channels"] == 1
+    channels = 2 if task == "mri" else 1  # MRI: complex images as (real, imaginary)
+    assert meta["task"].kind == task and meta["size"] == 16 and meta["image_channels"] == channels
     # the export is the EMA weights
     k = next(iter(trainer.ema.state_dict()))
     assert torch.equal(model.state_dict()[k], trainer.ema.state_dict()[k])
-    x = sample(model, meta["task"], (3, 1, 16, 16), steps=4)
-    assert x.shape == (3, 1, 16, 16) and torch.isfinite(x).all()
+    x = sample(model, meta["task"], (3, channels, 16, 16), steps=4)
+    assert x.shape == (3, channels, 16, 16) and torch.isfinite(x).all()
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
@@ -81,13 +82,15 @@ def test_noisy_data_uses_the_ambient_tweedie_objective_and_sampler(tmp_path, mon
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"task.kind": "deblur"}, r"^task\.kind: expected one of 'blur', 'inpainting', 'sr', 'clean'"),
+    ({"task.kind": "deblur"}, r"^task\.kind: expected one of 'blur', 'inpainting', 'sr', 'mri', 'clean'"),
     ({"task.keep": 0}, r"^task\.keep: expected a number in \(0, 1\]"),
     ({"net.channels": [12, 24]}, r"^net\.channels: expected multiples of 8"),
     ({"data.size": 17}, r"^data\.size: 17 is not divisible by 2\^1"),
     ({"optim.lr": -1}, r"^optim\.lr: expected a positive number"),
     ({"run.export": "t.pt"}, r"^run\.export"),
     ({"run.stepz": 3}, r"^run\.stepz: unknown key"),
+    ({"task.kind": "mri", "task.sigma_n": 0.1}, r"^task\.sigma_n: the mri task is noiseless here"),
+    ({"task.kind": "mri", "data.source": "imgs/"}, r"^data\.source: the mri task builds complex images"),
 ])
 def test_bad_config_values_name_the_key(override, message):
     with pytest.raises(ValueError, match=message):
