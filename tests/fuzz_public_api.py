@@ -471,6 +471,53 @@ def t_hypir_gan_losses(draw):
     return Case(losses.discriminator_loss, dict(real=[tensor(draw, shape)], fake=[tensor(draw, shape)], kind=kind))
 
 
+def t_hypir_fid(draw):
+    from hypir.metrics import feature_statistics, frechet_distance
+
+    n, d = draw(st.integers(0, 5)), draw(st.integers(0, 4))
+    if draw(st.booleans()):
+        return Case(feature_statistics, dict(features=tensor(draw, [n, d], draw(st.sampled_from(FLOATS)))))
+    d2 = draw(st.sampled_from([d, d + 1]))
+    return Case(frechet_distance, dict(mu1=tensor(draw, [d]), cov1=tensor(draw, [d, d]), mu2=tensor(draw, [d2]),
+                                       cov2=tensor(draw, [d2, draw(st.sampled_from([d2, d2 + 1]))])),
+                names=["mu1", "cov1", "mu2", "cov2", "mu1/cov1", "mu2/cov2", "cov1/cov2"])
+
+
+def t_hypir_image_grid(draw):
+    from hypir.data.io import image_grid
+
+    return Case(image_grid, dict(images=image(draw, 0, 5)))
+
+
+def t_hypir_rsd_corrupt(draw):
+    from hypir.rsd.data import corrupt
+
+    x = image(draw, 0, 8)
+    return Case(corrupt, dict(x=x, task=draw(st.sampled_from(["blur", "inpainting", "sr", "mri", "x"])),
+                              sigma_n=draw(st.sampled_from([0.0, 0.2, -1.0])), seed=seed(draw)),
+                names=["x", "task", "sigma_n", "seed", "sr_factor", "keep", "acceleration"])
+
+
+class _Identity(torch.nn.Module):
+    def forward(self, inp, c_noise):
+        return inp[:, :1]
+
+
+def t_hypir_rsd_losses(draw):
+    from hypir.rsd.edm import EDMPrecond
+    from hypir.rsd.objectives import ambient_tweedie_loss, standard_loss
+
+    model = EDMPrecond(_Identity())
+    y = image(draw, 0, 5)
+    g = draw(st.sampled_from([torch.Generator().manual_seed(0), "x"]))
+    if draw(st.booleans()):
+        return Case(model, dict(x=y, sigma=draw(st.sampled_from([1.0, 0.0, -1.0, float("nan")]))))
+    if draw(st.booleans()):
+        return Case(standard_loss, dict(model=model, y=y, generator=g), names=["model", "y", "generator", "sigma", "x", "cond"])
+    return Case(ambient_tweedie_loss, dict(model=model, y=y, sigma_n=draw(st.sampled_from([0.0, 0.2, -1.0])),
+                                           generator=g), names=["model", "y", "generator", "sigma_n", "sigma", "x", "cond"])
+
+
 PUBLIC = {
     "add_noise": t_add_noise, "apply_mask": t_apply_mask, "bernoulli_mask": t_bernoulli_mask, "box_mask": t_box_mask,
     "attention": t_attention, "downsample": t_downsample, "downsample_adjoint": lambda d: t_downsample(d, True),
@@ -485,6 +532,9 @@ PUBLIC = {
     "hypir.generated_image": t_hypir_generated_image, "hypir.texture_richness": t_hypir_texture_richness,
     # the trainer's losses (called on the trainer's own tensors; checked so misuse fails clearly)
     "hypir.lpips": t_hypir_lpips, "hypir.gan_losses": t_hypir_gan_losses,
+    # metrics and RSD (data corrupted from users' images; the EDM wrapper and its losses)
+    "hypir.fid": t_hypir_fid, "hypir.image_grid": t_hypir_image_grid, "hypir.rsd.corrupt": t_hypir_rsd_corrupt,
+    "hypir.rsd.losses": t_hypir_rsd_losses,
 }
 LIBRARY_OPS = {
     "op.add_noise": t_op_add_noise, "op.apply_mask": t_op_apply_mask, "op.attention_forward": t_op_attention_forward,

@@ -117,9 +117,10 @@ def list_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
 def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 1) -> torch.Tensor:
     """``images [N, C, H, W]`` in [-1, 1] (C = 1 or 3) -> one ``[3, rows*(H+pad)+pad, ...]`` grid in
     [0, 1] for :func:`write_image`; ``columns`` defaults to ``ceil(sqrt(N))``."""
-    if not (isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[0] > 0 and images.shape[1] in (1, 3)):
+    if not (isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[0] > 0 and images.shape[1] in (1, 3)
+            and not images.is_complex()):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images: expected a non-empty [N, 1 or 3, H, W] tensor, got {shape}")
+        raise ValueError(f"images: expected a non-empty real [N, 1 or 3, H, W] tensor, got {shape}")
     n, _, h, w = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)

@@ -36,11 +36,16 @@ def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, c
         if not (torch.is_tensor(mu) and torch.is_tensor(cov) and mu.dim() == 1 and cov.shape == (mu.shape[0],) * 2):
             raise ValueError(f"{name}: expected a mean [D] and a covariance [D, D], got "
                              f"{getattr(mu, 'shape', type(mu))} and {getattr(cov, 'shape', type(cov))}")
+        if mu.is_complex() or cov.is_complex() or not (torch.isfinite(mu).all() and torch.isfinite(cov).all()):
+            raise ValueError(f"{name}: expected finite real values")
     if mu1.shape != mu2.shape:
         raise ValueError(f"mu2: expected dimension {mu1.shape[0]} like mu1, got {mu2.shape[0]}")
     mu1, cov1, mu2, cov2 = (t.detach().to(torch.float64) for t in (mu1, cov1, mu2, cov2))
-    s1 = _psd_sqrt(cov1)
-    middle = s1 @ cov2 @ s1
-    tr_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    try:
+        s1 = _psd_sqrt(cov1)
+        middle = s1 @ cov2 @ s1
+        tr_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    except torch.linalg.LinAlgError as e:  # overflowing entries
+        raise ValueError(f"cov1/cov2: the covariances cannot be decomposed ({e})") from None
     diff = mu1 - mu2
     return float(diff @ diff + torch.trace(cov1) + torch.trace(cov2) - 2 * tr_sqrt)

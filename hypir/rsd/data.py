@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hypir_kernels import bernoulli_mask, mri_column_mask
+from hypir_kernels._checks import check_seed
 from hypir_kernels.operators import Blur, Downsample, MultiCoilMRI, Noise
 
 TASKS = ("blur", "inpainting", "sr", "mri")
@@ -134,8 +135,12 @@ def corrupt(x: torch.Tensor, task: str, sigma_n: float = 0.0, seed: int = 0, kee
     """The fixed corrupted dataset of clean ``x [N, C, S, S]`` (see the module doc)."""
     if task not in TASKS:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
-    if not (isinstance(sigma_n, (int, float)) and sigma_n >= 0):
-        raise ValueError(f"sigma_n: expected a number >= 0, got {sigma_n!r}")
+    if not (isinstance(sigma_n, (int, float)) and not isinstance(sigma_n, bool) and 0 <= sigma_n < float("inf")):
+        raise ValueError(f"sigma_n: expected a finite number >= 0, got {sigma_n!r}")
+    if not (torch.is_tensor(x) and x.dim() == 4 and x.is_floating_point() and x.numel() > 0):
+        raise ValueError(f"x: expected a non-empty float [N, C, H, W] tensor, got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+    check_seed("seed", seed)
     if task == "mri":
         if sigma_n:
             raise ValueError("sigma_n: the mri task is noiseless here (k-space noise is not implemented)")

@@ -23,13 +23,15 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B,C,H,W],
 
 def _sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
     """``sigma`` (float, 0-d or ``[B]``) as ``[B, 1, 1, 1]`` in ``x``'s dtype and device."""
+    if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) or (torch.is_tensor(sigma) and not sigma.is_complex())):
+        raise ValueError(f"sigma: expected a number or a [B] tensor, got {type(sigma).__name__}")
     s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if s.dim() == 0:
         s = s.expand(x.shape[0])
     if s.shape != (x.shape[0],):
         raise ValueError(f"sigma: expected a number or a [{x.shape[0]}] tensor, got shape {tuple(s.shape)}")
-    if not bool(torch.all(s > 0)):
-        raise ValueError("sigma: expected positive noise levels")
+    if not bool(torch.all((s > 0) & torch.isfinite(s))):
+        raise ValueError("sigma: expected positive finite noise levels")
     return s.view(-1, 1, 1, 1)
 
 

@@ -31,6 +31,13 @@ def _per_sample(sq: torch.Tensor) -> torch.Tensor:
     return sq.flatten(1).mean(1)
 
 
+def _check_model(model, generator) -> None:
+    if not callable(model):
+        raise ValueError(f"model: expected a denoiser model(x, sigma, cond=None), got {type(model).__name__}")
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise ValueError(f"generator: expected a CPU torch.Generator, got {generator!r}")
+
+
 def _check_images(name: str, x) -> None:
     if not (torch.is_tensor(x) and x.dim() == 4 and x.is_floating_point() and x.shape[0] > 0):
         raise ValueError(f"{name}: expected a float [B, C, H, W] tensor with B > 0, got "
@@ -46,6 +53,7 @@ def _tweedie_levels(batch: int, sigma_n: float, generator, device, dtype) -> tup
 
 def standard_loss(model, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``lambda(s) |D(y + s e, s) - y|^2`` with EDM's training sigmas."""
+    _check_model(model, generator)
     _check_images("y", y)
     sigma = training_sigmas(y.shape[0], generator, y.device).to(y.dtype)
     s = sigma.view(-1, 1, 1, 1)
@@ -55,6 +63,7 @@ def standard_loss(model, y: torch.Tensor, generator: torch.Generator) -> torch.T
 
 def ambient_tweedie_loss(model, y: torch.Tensor, sigma_n: float, generator: torch.Generator) -> torch.Tensor:
     """Ambient Tweedie on ``y = A(x) + sigma_n e`` (see the module doc)."""
+    _check_model(model, generator)
     _check_images("y", y)
     if not (isinstance(sigma_n, (int, float)) and sigma_n >= 0):
         raise ValueError(f"sigma_n: expected a number >= 0, got {sigma_n!r}")
@@ -79,6 +88,7 @@ def ambient_inpainting_loss(model, y: torch.Tensor, mask: torch.Tensor, delta: f
     """Ambient Diffusion for random inpainting: ``y = M (x + sigma_n e)`` ``[B, C, H, W]``, ``mask``
     ``M`` (0/1, same shape or ``[B, 1, H, W]``); the model gets ``cond = M~[:, :1]`` (one mask
     channel). With ``sigma_n > 0`` the Ambient-Tweedie clipping and mapping back are applied too."""
+    _check_model(model, generator)
     _check_images("y", y)
     if not (torch.is_tensor(mask) and mask.shape[0] == y.shape[0] and mask.shape[-2:] == y.shape[-2:]
             and mask.shape[1] in (1, y.shape[1])):
@@ -101,6 +111,7 @@ def fourier_ambient_loss(model, y: torch.Tensor, maps: torch.Tensor, mask: torch
     ``[B, Nc, H, W]`` complex, ``maps`` ``S`` ``[B, Nc, H, W]`` complex, ``mask`` ``M`` and
     ``further`` ``M~`` (a subset) column masks ``[B, W]``. The model works on 2-channel images
     (real, imaginary) with ``cond`` = ``M~`` broadcast to ``[B, 1, H, W]``."""
+    _check_model(model, generator)
     if not (torch.is_tensor(y) and y.is_complex() and y.dim() == 4):
         raise ValueError(f"y: expected complex k-space [B, Nc, H, W], got "
                          f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}")

@@ -55,7 +55,7 @@ def test_precond_accepts_a_diffusers_unet_and_checks_inputs():
     model = EDMPrecond(unet)
     out = model(torch.randn(2, 2, 8, 8), 1.5, cond=torch.ones(2, 1, 8, 8))
     assert out.shape == (2, 2, 8, 8) and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="^sigma: expected positive"):
+    with pytest.raises(ValueError, match="^sigma: expected positive finite"):
         model(torch.randn(2, 2, 8, 8), torch.tensor([1.0, 0.0]), cond=torch.ones(2, 1, 8, 8))
     with pytest.raises(ValueError, match=r"^sigma: expected a number or a \[2\] tensor"):
         model(torch.randn(2, 2, 8, 8), torch.ones(3), cond=torch.ones(2, 1, 8, 8))
