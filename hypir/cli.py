@@ -224,9 +224,8 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
-def train_main(args) -> int:
-    from .train import HypirTrainer, load_config
-
+def _train_command(args, load_config, make_trainer, report) -> int:
+    """Load and validate a config, train (resuming if asked), print ``report(config, trainer, exported)``."""
     try:
         config = load_config(args.config, _overrides(args.overrides))
     except (FileNotFoundError, ValueError) as e:
@@ -234,39 +233,36 @@ def train_main(args) -> int:
         return 2
     _quiet_libraries()
     try:
-        trainer = HypirTrainer(config, progress=not args.quiet)
+        trainer = make_trainer(config, progress=not args.quiet)
         exported = trainer.train(resume=args.resume)
     except (FileNotFoundError, ValueError) as e:
         print(f"hypir: {e}", file=sys.stderr)
         return 2
     if trainer.acc.is_main_process:
+        print(f"hypir: {report(config, trainer, exported)}", file=sys.stderr)
+    return 0
+
+
+def train_main(args) -> int:
+    from .train import HypirTrainer, load_config
+
+    def report(config, trainer, exported):
         use = (f"`--set model.encoder={exported}` in stage 2, `hypir restore --encoder {exported}`"
                if config.stage == "encoder" else f"`hypir restore --weights {exported}`")
-        print(f"hypir: trained {trainer.step} steps; wrote {exported} (use: {use} with --base-model "
-              f"{trainer.base_model_dir})", file=sys.stderr)
-    return 0
+        return f"trained {trainer.step} steps; wrote {exported} (use: {use} with --base-model {trainer.base_model_dir})"
+
+    return _train_command(args, load_config, HypirTrainer, report)
 
 
 def rsd_pretrain_main(args) -> int:
     from .rsd.config import load_pretrain_config
     from .rsd.pretrain import Pretrainer
 
-    try:
-        config = load_pretrain_config(args.config, _overrides(args.overrides))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
-    _quiet_libraries()
-    try:
-        trainer = Pretrainer(config, progress=not args.quiet)
-        exported = trainer.train(resume=args.resume)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
-    if trainer.acc.is_main_process:
-        print(f"hypir: trained {trainer.step} steps on {config.task.kind} observations; wrote {exported} "
-              f"(hypir rsd sample --checkpoint {exported} -o grid.png)", file=sys.stderr)
-    return 0
+    def report(config, trainer, exported):
+        return (f"trained {trainer.step} steps on {config.task.kind} observations; wrote {exported} "
+                f"(hypir rsd sample --checkpoint {exported} -o grid.png)")
+
+    return _train_command(args, load_pretrain_config, Pretrainer, report)
 
 
 def rsd_sample_main(args) -> int:

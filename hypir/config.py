@@ -38,6 +38,21 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def check_positive(name: str, value) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+
+
+def check_non_negative(name: str, value) -> None:
+    if not value >= 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+
+
+def check_betas(name: str, betas) -> None:
+    if not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"{name}: expected two numbers in [0, 1), got {betas!r}")
+
+
 def apply_overrides(data: dict, overrides: dict | None) -> dict:
     """Set ``dotted.key -> value`` pairs (``--set`` on the command line) in a config mapping."""
     for dotted, value in (overrides or {}).items():

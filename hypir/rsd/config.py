@@ -8,14 +8,9 @@ from typing import Literal
 
 from hypir_kernels._checks import check_int, check_seed
 
-from ..config import apply_overrides, load_yaml, parse
+from ..config import apply_overrides, check_betas, check_non_negative, check_positive, load_yaml, parse
 
 TASK_KINDS = ("blur", "inpainting", "sr", "mri", "clean")
-
-
-def _positive(name, value):
-    if not value > 0:
-        raise ValueError(f"{name}: expected a positive number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -70,13 +65,12 @@ class TaskConfig:
     seed: int = 0  # the corruption's draws (fixed once per dataset)
 
     def __post_init__(self):
-        if not self.sigma_n >= 0:
-            raise ValueError(f"sigma_n: expected a number >= 0, got {self.sigma_n!r}")
+        check_non_negative("sigma_n", self.sigma_n)
         if not 0 < self.keep <= 1:
             raise ValueError(f"keep: expected a number in (0, 1], got {self.keep!r}")
         if not 0 <= self.delta < 1:
             raise ValueError(f"delta: expected a number in [0, 1), got {self.delta!r}")
-        _positive("blur_sigma", self.blur_sigma)
+        check_positive("blur_sigma", self.blur_sigma)
         check_int("blur_size", self.blur_size, minimum=1)
         check_int("sr_factor", self.sr_factor, minimum=1)
         check_int("acceleration", self.acceleration, minimum=1)
@@ -98,12 +92,10 @@ class OptimConfig:
     warmup: int = 200
 
     def __post_init__(self):
-        _positive("lr", self.lr)
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+        check_positive("lr", self.lr)
+        check_betas("betas", self.betas)
         check_int("batch_size", self.batch_size, minimum=1)
-        if not self.grad_clip >= 0:
-            raise ValueError(f"grad_clip: expected a number >= 0, got {self.grad_clip!r}")
+        check_non_negative("grad_clip", self.grad_clip)
         check_int("warmup", self.warmup, minimum=0)
 
 

@@ -20,7 +20,7 @@ import torch
 from ..config import to_dict
 from ..train import checkpoint
 from ..train.ema import EMA
-from ..train.trainer import derive_seed
+from ..train.trainer import derive_seed, make_accelerator
 from .config import PretrainConfig
 from .data import Observations, corrupt, digits, folder_images
 from hypir_kernels import mri_further_mask
@@ -50,15 +50,8 @@ class Pretrainer:
     """Build a phase-I run from a :class:`PretrainConfig`; :meth:`train` runs it."""
 
     def __init__(self, config: PretrainConfig, accelerator=None, progress: bool = True):
-        from accelerate import Accelerator
-
         self.cfg = cfg = config
-        if accelerator is None:
-            mp = cfg.run.mixed_precision
-            if mp == "auto":
-                mp = "bf16" if torch.cuda.is_available() else "no"
-            accelerator = Accelerator(mixed_precision=mp)
-        self.acc = acc = accelerator
+        self.acc = acc = make_accelerator(cfg.run.mixed_precision, accelerator)
         self.device = acc.device
         self.out = Path(cfg.run.output_dir)
         self.progress = progress

@@ -15,19 +15,9 @@ from typing import Literal
 
 from hypir_kernels._checks import check_int, check_seed
 
-from ..config import apply_overrides, load_yaml, parse
+from ..config import apply_overrides, check_betas, check_non_negative, check_positive, load_yaml, parse
 from ..data.realesrgan import DegradationConfig
 from .discriminator import BACKBONES, is_backbone, needs_weights
-
-
-def _positive(name, value):
-    if not value > 0:
-        raise ValueError(f"{name}: expected a positive number, got {value!r}")
-
-
-def _non_negative(name, value):
-    if not value >= 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +61,7 @@ class ModelConfig:
             raise ValueError("base_model: give exactly one of base_model (a diffusers directory) and tiny")
         check_int("lora_rank", self.lora_rank, minimum=1)
         if self.lora_alpha is not None:
-            _positive("lora_alpha", self.lora_alpha)
+            check_positive("lora_alpha", self.lora_alpha)
         for name in ("model_t", "coeff_t"):
             check_int(name, getattr(self, name), minimum=0, maximum=999)
 
@@ -132,7 +122,7 @@ class LossConfig:
 
     def __post_init__(self):
         for name in ("mse", "lpips", "gan"):
-            _non_negative(name, getattr(self, name))
+            check_non_negative(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -145,12 +135,11 @@ class OptimConfig:
     warmup: int = 0  # linear learning-rate warm-up steps
 
     def __post_init__(self):
-        _positive("lr_g", self.lr_g)
-        _positive("lr_d", self.lr_d)
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-        _non_negative("weight_decay", self.weight_decay)
-        _non_negative("grad_clip", self.grad_clip)
+        check_positive("lr_g", self.lr_g)
+        check_positive("lr_d", self.lr_d)
+        check_betas("betas", self.betas)
+        check_non_negative("weight_decay", self.weight_decay)
+        check_non_negative("grad_clip", self.grad_clip)
         check_int("warmup", self.warmup, minimum=0)
 
 

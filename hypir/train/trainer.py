@@ -49,6 +49,18 @@ def derive_seed(*parts: int) -> int:
     return s
 
 
+def make_accelerator(mixed_precision: str, accelerator=None):
+    """``accelerator`` as given, or an ``accelerate.Accelerator`` with ``mixed_precision``
+    (``auto``: bf16 on CUDA, none on the CPU); shared by the HYPIR and RSD trainers."""
+    if accelerator is not None:
+        return accelerator
+    from accelerate import Accelerator
+
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
+    return Accelerator(mixed_precision=mixed_precision)
+
+
 class _Positions(torch.utils.data.Dataset):
     """Global sample position ``p`` -> item ``perm_e[p mod N]`` of epoch ``e = p // N`` (a seeded
     permutation per epoch), with that epoch's crop and flip."""
@@ -114,15 +126,8 @@ class HypirTrainer:
     """
 
     def __init__(self, config: TrainConfig, accelerator=None, progress: bool = True):
-        from accelerate import Accelerator
-
         self.cfg = cfg = config
-        if accelerator is None:
-            mp = cfg.run.mixed_precision
-            if mp == "auto":
-                mp = "bf16" if torch.cuda.is_available() else "no"
-            accelerator = Accelerator(mixed_precision=mp)
-        self.acc = acc = accelerator
+        self.acc = acc = make_accelerator(cfg.run.mixed_precision, accelerator)
         self.device = acc.device
         self.out = Path(cfg.run.output_dir)
         self.progress = progress
