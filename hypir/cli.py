@@ -75,6 +75,16 @@ def _seed(value: str) -> int:
     return v
 
 
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    """The arguments every training command takes."""
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML config")
+    p.add_argument("--resume", default=None, metavar="auto|DIR",
+                   help="continue from a checkpoint directory, or 'auto': the latest under <output_dir>/checkpoints")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value, e.g. --set run.steps=100 (YAML value syntax; repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hypir", description="HYPIR one-step diffusion-prior image restoration.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,12 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a HYPIR model (adversarial LoRA fine-tuning)",
                        description="Train HYPIR from a YAML config (configs/hypir-sd21.yaml lists every key). "
                                    "Several processes or GPUs: accelerate launch -m hypir train --config FILE.")
-    t.add_argument("--config", required=True, metavar="FILE", help="YAML config")
-    t.add_argument("--resume", default=None, metavar="auto|DIR",
-                   help="continue from a checkpoint directory, or 'auto': the latest under <output_dir>/checkpoints")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a config value, e.g. --set run.steps=100 (YAML value syntax; repeatable)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_training_args(t)
 
     rsd = sub.add_parser("rsd", help="RSD: corruption-aware teacher pretraining and sampling",
                          description="Restoration Score Distillation (phase I: teachers trained on corrupted data).")
@@ -120,12 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsd_sub.add_parser("pretrain", help="pretrain a teacher on corrupted data",
                            description="Pretrain an RSD teacher from a YAML config (configs/rsd-*.yaml). Several "
                                        "processes: accelerate launch -m hypir rsd pretrain --config FILE.")
-    p.add_argument("--config", required=True, metavar="FILE", help="YAML config")
-    p.add_argument("--resume", default=None, metavar="auto|DIR",
-                   help="continue from a checkpoint directory, or 'auto': the latest under <output_dir>/checkpoints")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a config value, e.g. --set run.steps=100 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_training_args(p)
     s = rsd_sub.add_parser("sample", help="sample a grid from a teacher",
                            description="Sample from an RSD teacher (Heun, or truncated Ambient Tweedie for noisy data).")
     s.add_argument("--checkpoint", required=True, metavar="FILE", help="teacher.safetensors from `hypir rsd pretrain`")
