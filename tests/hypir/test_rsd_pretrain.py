@@ -97,11 +97,16 @@ def test_bad_config_values_name_the_key(override, message):
         load_pretrain_config(CONFIGS / "rsd-blur-tiny.yaml", override)
 
 
-def test_cli_tiny_config_pretrains_and_samples(tmp_path, capsys):
+@pytest.mark.parametrize("task", ["blur", "inpainting", "sr", "mri"])
+def test_cli_tiny_config_pretrains_in_under_two_minutes_and_samples(tmp_path, capsys, task):
+    import time
+
     out = tmp_path / "run"
-    assert main(["rsd", "pretrain", "--config", str(CONFIGS / "rsd-sr-tiny.yaml"), "--set", f"run.output_dir={out}",
-                 "--quiet"]) == 0
-    assert "trained 200 steps on sr observations" in capsys.readouterr().err
+    start = time.perf_counter()
+    assert main(["rsd", "pretrain", "--config", str(CONFIGS / f"rsd-{task}-tiny.yaml"), "--set",
+                 f"run.output_dir={out}", "--quiet"]) == 0
+    assert time.perf_counter() - start < 120
+    assert f"trained 200 steps on {task} observations" in capsys.readouterr().err
     assert len(list((out / "samples").glob("*.png"))) == 2
     grid = tmp_path / "grid.png"
     assert main(["rsd", "sample", "--checkpoint", str(out / "teacher.safetensors"), "--n", "9", "-o", str(grid),
@@ -109,17 +114,19 @@ def test_cli_tiny_config_pretrains_and_samples(tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(grid).size == (3 * 17 + 1, 3 * 17 + 1)
-    assert torch.load(tmp_path / "s.pt").shape == (9, 1, 16, 16)
+    assert torch.load(tmp_path / "s.pt").shape == (9, 2 if task == "mri" else 1, 16, 16)
     assert main(["rsd", "sample", "--checkpoint", str(out / "log.jsonl"), "-o", str(grid)]) == 2
     assert "checkpoint: " in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("task", ["blur", "inpainting", "sr"])
+@pytest.mark.parametrize("task", ["blur", "inpainting", "sr", "mri"])
 def test_shipped_configs_load(task):
     full = load_pretrain_config(CONFIGS / f"rsd-{task}.yaml")
     assert full.task.kind == task and full.data.size == 32 and full.run.steps == 20000
     assert (full.task.blur_sigma, full.task.blur_size, full.task.keep) == (2.0, 9, 0.1)  # the paper's tasks
     assert load_pretrain_config(CONFIGS / f"rsd-{task}-tiny.yaml").data.size == 16
+    if task == "mri":
+        assert (full.task.acceleration, full.task.coils) == (4, 4)
 
 
 def test_two_processes_stay_identical(tmp_path):
