@@ -61,6 +61,8 @@ class Pretrainer:
         self.image_channels = image_channels(cfg.task, self.data.y.shape[1])
         model = build_denoiser(cfg.net, self.image_channels, cond_channels(cfg.task), cfg.data.size,
                                seed=derive_seed(cfg.run.seed, 1))
+        if cfg.run.compile:
+            model.net.compile()  # in place: parameter names, checkpoints and exports are unchanged
         o = cfg.optim
         opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=0.0)
         warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
