@@ -511,7 +511,13 @@ def t_hypir_rsd_losses(draw):
     y = image(draw, 0, 5)
     g = draw(st.sampled_from([torch.Generator().manual_seed(0), "x"]))
     if draw(st.booleans()):
-        return Case(model, dict(x=y, sigma=draw(st.sampled_from([1.0, 0.0, -1.0, float("nan")]))))
+        seen = draw(st.sampled_from([None, "ones", "wrong", "x"]))
+        if seen == "ones" and torch.is_tensor(y) and y.dim() == 4:
+            seen = torch.ones_like(y[:, :1])
+        elif seen == "wrong":
+            seen = torch.ones(1, 1, 3)
+        return Case(model, dict(x=y, sigma=draw(st.sampled_from([1.0, 0.0, -1.0, float("nan")])), seen=seen),
+                    names=["x", "sigma", "seen"])
     if draw(st.booleans()):
         return Case(standard_loss, dict(model=model, y=y, generator=g), names=["model", "y", "generator", "sigma", "x", "cond"])
     return Case(ambient_tweedie_loss, dict(model=model, y=y, sigma_n=draw(st.sampled_from([0.0, 0.2, -1.0])),

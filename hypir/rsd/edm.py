@@ -5,6 +5,14 @@ the Ambient-Tweedie sampler of RSD Appendix E.2, Algorithm 3, optionally truncat
 Shapes: images ``[B, C, H, W]`` (MRI: ``C = 2``, the real and imaginary parts); ``sigma`` a float
 or ``[B]``. Conditioning channels (the Ambient-inpainting mask, the MRI mask) go in ``cond``
 ``[B, C_cond, H, W]`` and are concatenated to the scaled input.
+
+Masked inputs (Ambient inpainting): where the network sees nothing (``seen = 0``) there is no noisy
+value to skip to, so those pixels are preconditioned as at infinite noise, ``c_skip = 0`` and
+``c_out = sigma_data``, and weighted ``1 / sigma_data^2`` in the loss (unit weight on ``F`` as
+everywhere else). With EDM's plain coefficients ``c_out -> 0`` as ``sigma -> 0`` there, so the
+network must output ``~ x / sigma`` and a small one cannot: its samples fall back to the masked
+input (our first miniature inpainting teacher did exactly that). Daras et al. keep the plain
+coefficients with a large network; this is our deviation.
 """
 from __future__ import annotations
 
@@ -50,6 +58,13 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Te
     return (sigma * sigma + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
+def masked_loss_weight(sigma: torch.Tensor, seen: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """Per-pixel weight for a denoiser called with ``seen``: ``lambda(sigma)`` where seen, ``1 / sigma_data^2``
+    where not (``sigma`` ``[B]``, ``seen`` 0/1 broadcastable to ``[B, C, H, W]``)."""
+    lam = loss_weight(sigma, sigma_data).view(-1, 1, 1, 1)
+    return seen * lam + (1 - seen) / sigma_data**2
+
+
 def training_sigmas(batch: int, generator: torch.Generator, device="cpu", p_mean: float = P_MEAN,
                     p_std: float = P_STD) -> torch.Tensor:
     """``[batch]`` noise levels with ``ln sigma ~ N(p_mean, p_std^2)``."""
@@ -75,7 +90,9 @@ def sigma_at(t, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho:
 
 
 class EDMPrecond(nn.Module):
-    """``D(x, sigma, cond) = c_skip x + c_out F([c_in x, cond], c_noise)``.
+    """``D(x, sigma, cond) = c_skip x + c_out F([c_in x, cond], c_noise)``; with ``seen`` (0/1,
+    broadcastable to ``x``), ``D = seen (c_skip x + c_out F) + (1 - seen) sigma_data F`` (see the
+    module doc).
 
     Args:
         net: ``F``; called ``net(input, c_noise)`` with ``input [B, C + C_cond, H, W]`` and
@@ -89,7 +106,8 @@ class EDMPrecond(nn.Module):
         self.net = net
         self.sigma_data = float(sigma_data)
 
-    def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None,
+                seen: torch.Tensor | None = None) -> torch.Tensor:
         if not (torch.is_tensor(x) and x.dim() == 4 and x.is_floating_point()):
             raise ValueError(f"x: expected a float [B, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
         s = _sigma_column(sigma, x)
@@ -100,8 +118,15 @@ class EDMPrecond(nn.Module):
                 raise ValueError(f"cond: expected [{x.shape[0]}, C, {x.shape[2]}, {x.shape[3]}], got {tuple(cond.shape)}")
             inp = torch.cat([inp, cond.to(x.dtype)], dim=1)
         out = self.net(inp, c_noise.flatten())
-        out = getattr(out, "sample", out)
-        return c_skip * x + c_out * out.to(x.dtype)
+        out = getattr(out, "sample", out).to(x.dtype)
+        if seen is None:
+            return c_skip * x + c_out * out
+        if not (torch.is_tensor(seen) and seen.dim() == 4 and seen.shape[0] == x.shape[0]
+                and seen.shape[1] in (1, x.shape[1]) and seen.shape[-2:] == x.shape[-2:]):
+            raise ValueError(f"seen: expected a 0/1 [{x.shape[0]}, 1 or {x.shape[1]}, {x.shape[2]}, {x.shape[3]}] "
+                             f"tensor, got {tuple(seen.shape) if torch.is_tensor(seen) else type(seen).__name__}")
+        seen = seen.to(x.dtype)
+        return seen * (c_skip * x + c_out * out) + (1 - seen) * self.sigma_data * out
 
 
 @torch.no_grad()

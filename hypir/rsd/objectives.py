@@ -9,7 +9,9 @@ comes from ``generator`` (a CPU ``torch.Generator``), so a step is reproducible 
   the noisy-data space ``(1 - sigma_n^2/sigma^2) D + (sigma_n^2/sigma^2) y_t`` and compared with ``y``.
 * :func:`ambient_inpainting_loss` -- random inpainting ``y = M x`` (Algorithm 4): a further mask
   ``M~`` drops a fraction ``delta`` of the observed pixels, the network sees ``[M~ y_t, M~]``, the
-  loss is on the observed mask ``M``; with ``sigma_n > 0`` combined with the Tweedie clipping.
+  loss is on the observed mask ``M``; with ``sigma_n > 0`` combined with the Tweedie clipping (the
+  mapping back only where the network saw ``y_t``). The denoiser is called with ``seen = M~``
+  (preconditioning of unseen pixels: :mod:`hypir.rsd.edm`).
 * :func:`fourier_ambient_loss` -- multi-coil MRI, ``y = M F(S x)`` in k-space (Algorithm 5): ``M~``
   removes some of the sampled columns, the network sees ``A~^H(M~ (y + sigma e))`` and ``M~``,
   the loss is ``|A D - y|^2`` through the data's own operator. Only ``y``'s sampled entries are read.
@@ -20,7 +22,7 @@ import torch
 
 from hypir_kernels import bernoulli_mask, mri_adjoint, mri_forward
 
-from .edm import loss_weight, training_sigmas
+from .edm import loss_weight, masked_loss_weight, training_sigmas
 
 
 def _randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -100,9 +102,9 @@ def ambient_inpainting_loss(model, y: torch.Tensor, mask: torch.Tensor, delta: f
     m_further = further_mask(mask[:, :1], delta, seed)
     sigma, extra = _tweedie_levels(y.shape[0], sigma_n, generator, y.device, y.dtype)
     y_t = y + extra * _randn_like(y, generator)
-    r = sigma_n**2 / sigma.view(-1, 1, 1, 1) ** 2
-    pred = (1 - r) * model(m_further * y_t, sigma, cond=m_further) + r * y_t
-    return loss_weight(sigma) * _per_sample((mask * (pred - y)) ** 2)
+    r = m_further * sigma_n**2 / sigma.view(-1, 1, 1, 1) ** 2
+    pred = (1 - r) * model(m_further * y_t, sigma, cond=m_further, seen=m_further) + r * y_t
+    return _per_sample(masked_loss_weight(sigma, m_further) * (mask * (pred - y)) ** 2)
 
 
 def fourier_ambient_loss(model, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor,

@@ -57,13 +57,19 @@ def displayable(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+# Written into every export; an inpainting teacher without it was trained with EDM's plain coefficients
+# on unseen pixels (before ``seen``, see hypir.rsd.edm) and is refused.
+PRECONDITIONING = "edm+seen"
+
+
 def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, task: TaskConfig, image_channels: int,
                  size: int, **info) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"net": asdict(net), "task": asdict(task), "image_channels": image_channels, "size": size, **info}
+    meta = {"net": asdict(net), "task": asdict(task), "image_channels": image_channels, "size": size,
+            "preconditioning": PRECONDITIONING, **info}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path),
               metadata={"hypir_rsd_teacher": json.dumps(meta)})
     return path
@@ -87,6 +93,9 @@ def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
     meta = json.loads(meta)
     net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
     task = TaskConfig(**meta["task"])
+    if task.kind == "inpainting" and meta.get("preconditioning") != PRECONDITIONING:
+        raise ValueError(f"checkpoint: {str(path)!r} is an inpainting teacher from before the masked preconditioning "
+                         "(its samples collapse to the masked input); retrain it with `hypir rsd pretrain`")
     model = build_denoiser(net, meta["image_channels"], cond_channels(task), meta["size"])
     model.load_state_dict(load_file(str(path)))
     meta["net"], meta["task"] = net, task
@@ -124,7 +133,7 @@ def sample(model: EDMPrecond, task: TaskConfig, shape: tuple[int, int, int, int]
         cond = bernoulli_mask((n, 1, *shape[-2:]), task.keep * (1 - task.delta), seed + 1, device=device)
 
         def denoise(x, sigma):
-            return model(cond * x, sigma, cond=cond)
+            return model(cond * x, sigma, cond=cond, seen=cond)
     elif task.kind == "mri":
         denoise = _mri_denoiser(model, task, n, shape[-1], seed, device)
     else:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hypir.rsd.edm import (EDMPrecond, ambient_tweedie_sample, heun_sample, karras_sigmas, loss_weight,
+from hypir.rsd.edm import (EDMPrecond, ambient_tweedie_sample, heun_sample, karras_sigmas, loss_weight, masked_loss_weight,
                            preconditioning, sigma_at, training_sigmas)
 
 
@@ -44,6 +44,23 @@ def test_precond_wraps_the_network_as_edm_says():
     torch.testing.assert_close(probe.seen[0], torch.cat([c_in * x, cond], 1))
     torch.testing.assert_close(probe.seen[1], c_noise.flatten())
     torch.testing.assert_close(out, c_skip * x + c_out * (c_in * x + c_noise))
+
+
+def test_precond_treats_unseen_pixels_as_infinite_noise():
+    probe = _Probe(3)
+    model = EDMPrecond(probe)
+    x, seen = torch.randn(2, 3, 4, 5), (torch.rand(2, 1, 4, 5) > 0.5).float()
+    sigma = torch.tensor([0.01, 3.0])
+    out = model(x, sigma, cond=seen, seen=seen)
+    c_skip, c_out, c_in, c_noise = (c.view(-1, 1, 1, 1) for c in preconditioning(sigma))
+    f = c_in * x + c_noise
+    torch.testing.assert_close(out, seen * (c_skip * x + c_out * f) + (1 - seen) * 0.5 * f)
+    torch.testing.assert_close(model(x, sigma, seen=torch.ones(2, 3, 4, 5)), model(x, sigma))
+    with pytest.raises(ValueError, match=r"^seen: expected a 0/1 \[2, 1 or 3, 4, 5\]"):
+        model(x, sigma, seen=seen[:, :, :2])
+    # the loss weight is lambda where seen and 1/sigma_data^2 where not
+    w = masked_loss_weight(sigma, seen)
+    torch.testing.assert_close(w, seen * loss_weight(sigma).view(-1, 1, 1, 1) + (1 - seen) * 4.0)
 
 
 def test_precond_accepts_a_diffusers_unet_and_checks_inputs():

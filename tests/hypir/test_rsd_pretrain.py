@@ -46,6 +46,16 @@ def test_each_task_trains_on_corrupted_data_only(tmp_path, task):
     assert torch.equal(model.state_dict()[k], trainer.ema.state_dict()[k])
     x = sample(model, meta["task"], (3, channels, 16, 16), steps=4)
     assert x.shape == (3, channels, 16, 16) and torch.isfinite(x).all()
+    if task == "inpainting":  # a teacher exported before the masked preconditioning is refused
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+
+        with safe_open(str(path), "pt") as f:
+            old = json.loads(f.metadata()["hypir_rsd_teacher"])
+        del old["preconditioning"]
+        save_file(load_file(str(path)), str(tmp_path / "old.safetensors"), metadata={"hypir_rsd_teacher": json.dumps(old)})
+        with pytest.raises(ValueError, match="before the masked preconditioning"):
+            load_teacher(tmp_path / "old.safetensors")
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
