@@ -7,6 +7,7 @@
         [--no-merge]
     hypir train --config FILE [--resume auto|DIR] [--set KEY=VALUE ...] [--quiet]
     hypir rsd pretrain --config FILE [--resume auto|DIR] [--set KEY=VALUE ...] [--quiet]
+    hypir rsd distill --config FILE [--resume auto|DIR] [--set KEY=VALUE ...] [--quiet]
     hypir rsd sample --checkpoint FILE -o GRID.png [--n 64] [--steps 18] [--seed 0] [--device auto]
 
 Files or folders in (PNG, JPEG, WebP, TIFF, BMP; grayscale, RGBA, 16-bit, EXIF-rotated), one PNG
@@ -119,19 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Several processes or GPUs: accelerate launch -m hypir train --config FILE.")
     _add_training_args(t)
 
-    rsd = sub.add_parser("rsd", help="RSD: corruption-aware teacher pretraining and sampling",
-                         description="Restoration Score Distillation (phase I: teachers trained on corrupted data).")
+    rsd = sub.add_parser("rsd", help="RSD: corruption-aware teachers, one-step distillation, sampling",
+                         description="Restoration Score Distillation (phase I: teachers trained on corrupted data; "
+                                     "phase II: their one-step students).")
     rsd_sub = rsd.add_subparsers(dest="rsd_command", required=True)
     p = rsd_sub.add_parser("pretrain", help="pretrain a teacher on corrupted data",
                            description="Pretrain an RSD teacher from a YAML config (configs/rsd-*.yaml). Several "
                                        "processes: accelerate launch -m hypir rsd pretrain --config FILE.")
     _add_training_args(p)
-    s = rsd_sub.add_parser("sample", help="sample a grid from a teacher",
-                           description="Sample from an RSD teacher (Heun, or truncated Ambient Tweedie for noisy data).")
-    s.add_argument("--checkpoint", required=True, metavar="FILE", help="teacher.safetensors from `hypir rsd pretrain`")
+    d = rsd_sub.add_parser("distill", help="distil a teacher into a one-step generator",
+                           description="Distil an RSD teacher into a one-step generator through its corruption "
+                                       "(configs/rsd-distill-*.yaml). Several processes: accelerate launch -m hypir "
+                                       "rsd distill --config FILE.")
+    _add_training_args(d)
+    s = rsd_sub.add_parser("sample", help="sample a grid from a teacher or a one-step student",
+                           description="Sample from an RSD teacher (Heun, or truncated Ambient Tweedie for noisy data) "
+                                       "or from a distilled student (one network call).")
+    s.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="teacher.safetensors (hypir rsd pretrain) or student.safetensors (hypir rsd distill)")
     s.add_argument("--n", type=_positive(int), default=64, help="number of samples (default 64)")
     s.add_argument("-o", "--output", required=True, metavar="PNG", help="grid image to write")
-    s.add_argument("--steps", type=_positive(int), default=18, help="sampler noise levels (default 18)")
+    s.add_argument("--steps", type=_positive(int), default=18, help="teacher sampler noise levels (default 18)")
     s.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--save-tensor", default=None, metavar="PT", help="also save the samples [N, C, S, S] in [-1, 1]")
@@ -265,28 +274,47 @@ def rsd_pretrain_main(args) -> int:
     return _train_command(args, load_pretrain_config, Pretrainer, report)
 
 
+def rsd_distill_main(args) -> int:
+    from .rsd.config import load_distill_config
+    from .rsd.distill import Distiller
+
+    def report(config, trainer, exported):
+        best = (f"; best proximal FID {trainer.best['proximal_fid']:.2f} at step {trainer.best['step']} in "
+                f"{trainer.out / config.select.best}" if trainer.best["step"] >= 0 else "")
+        return (f"distilled {trainer.step} steps from the {trainer.task.kind} teacher; wrote {exported}{best} "
+                f"(hypir rsd sample --checkpoint {exported} -o grid.png)")
+
+    return _train_command(args, load_distill_config, Distiller, report)
+
+
 def rsd_sample_main(args) -> int:
     import torch
 
     from .data.io import image_grid, write_image
     from .pipelines.restorer import resolve_device
+    from .rsd.distill import is_student, load_student, one_step_sample
     from .rsd.teacher import displayable, load_teacher, sample
 
     try:
         device = resolve_device(args.device)
-        model, meta = load_teacher(args.checkpoint)
+        student = is_student(args.checkpoint)
+        model, meta = (load_student if student else load_teacher)(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         print(f"hypir: {e}", file=sys.stderr)
         return 2
     model.to(device)
     shape = (args.n, meta["image_channels"], meta["size"], meta["size"])
-    x = sample(model, meta["task"], shape, seed=args.seed, steps=args.steps, device=device, progress=not args.quiet)
+    if student:
+        x = one_step_sample(model, shape, seed=args.seed, device=device)
+    else:
+        x = sample(model, meta["task"], shape, seed=args.seed, steps=args.steps, device=device, progress=not args.quiet)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, image_grid(displayable(x)))
     if args.save_tensor:
         torch.save(x.cpu(), args.save_tensor)
-    print(f"hypir: {args.n} samples of the {meta['task'].kind} teacher in {out}", file=sys.stderr)
+    what = "one-step student" if student else "teacher"
+    print(f"hypir: {args.n} samples of the {meta['task'].kind} {what} in {out}", file=sys.stderr)
     return 0
 
 
@@ -297,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         return train_main(args)
     if args.command == "rsd":
-        return rsd_pretrain_main(args) if args.rsd_command == "pretrain" else rsd_sample_main(args)
+        run = {"pretrain": rsd_pretrain_main, "distill": rsd_distill_main, "sample": rsd_sample_main}
+        return run[args.rsd_command](args)
     return 2  # pragma: no cover (argparse rejects unknown commands)
 
 

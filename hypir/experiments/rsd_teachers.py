@@ -85,7 +85,7 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         x = sample(model, meta["task"], (args.samples, 1, args.size, args.size), seed=args.seed + 7, progress=True)
         seconds = time.perf_counter() - t
-        data = observations(cfg)
+        data = observations(cfg.data, cfg.task)
         r = {"fid_vs_clean_heldout": fid_score(features, x, held), "sample_seconds": seconds, "steps": args.steps}
         if task != "clean":
             r["proximal_fid"] = proximal_fid(features, x, data, cfg.task)

@@ -149,3 +149,102 @@ class PretrainConfig:
 def load_pretrain_config(path: str | os.PathLike, overrides: dict | None = None) -> PretrainConfig:
     """Read and validate a YAML config, with ``overrides`` (dotted key -> value) applied."""
     return parse(PretrainConfig, apply_overrides(load_yaml(path), overrides))
+
+
+@dataclass(frozen=True)
+class SiDConfig:
+    """Score identity Distillation (paper Appendix F; SiD's defaults)."""
+
+    alpha: float = 1.2
+    t_max: float = 0.8  # generator-loss noise levels: t ~ U[0, t_max] of the rho-7 schedule (sigma <= ~24.4)
+    sigma_init: float = 2.5  # the generator is the teacher's denoiser at this noise level on sigma_init * z
+    fake_steps: int = 1  # fake-score steps per generator step
+
+    def __post_init__(self):
+        check_positive("alpha", self.alpha)
+        if not 0 < self.t_max <= 1:
+            raise ValueError(f"t_max: expected a number in (0, 1], got {self.t_max!r}")
+        check_positive("sigma_init", self.sigma_init)
+        check_int("fake_steps", self.fake_steps, minimum=1)
+
+
+@dataclass(frozen=True)
+class DistillOptimConfig:
+    lr: float = 1e-5  # generator
+    fake_lr: float = 1e-5
+    betas: tuple[float, float] = (0.0, 0.999)  # SiD: no first moment
+    batch_size: int = 64  # per process
+    grad_clip: float = 0.0  # 0 disables
+
+    def __post_init__(self):
+        check_positive("lr", self.lr)
+        check_positive("fake_lr", self.fake_lr)
+        check_betas("betas", self.betas)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_non_negative("grad_clip", self.grad_clip)
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Model selection by proximal FID (paper §5.3): every ``every`` steps the EMA generator's
+    ``samples`` are corrupted like the data and compared with it in ``features`` (a file from
+    ``hypir.metrics.features.save_features``); the best step is exported to ``best``."""
+
+    features: str = ""  # empty: no selection (the last step is the result)
+    every: int = 500
+    samples: int = 1000
+    best: str = "student-best.safetensors"
+
+    def __post_init__(self):
+        check_int("every", self.every, minimum=1)
+        check_int("samples", self.samples, minimum=2)
+        if not self.best.endswith(".safetensors"):
+            raise ValueError(f"best: expected a .safetensors file name, got {self.best!r}")
+
+
+@dataclass(frozen=True)
+class DistillRunConfig:
+    output_dir: str = "runs/rsd-distill"
+    steps: int = 10000
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    ema: float = 0.999  # of the generator; 0 disables
+    log_every: int = 50
+    sample_every: int = 0
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    export: str = "student.safetensors"
+
+    def __post_init__(self):
+        check_int("steps", self.steps, minimum=1)
+        check_seed("seed", self.seed)
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema: expected a number in [0, 1), got {self.ema!r}")
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            check_int(name, getattr(self, name), minimum=0)
+        check_int("keep_last", self.keep_last, minimum=1)
+        if not self.export.endswith(".safetensors"):
+            raise ValueError(f"export: expected a .safetensors file name, got {self.export!r}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Phase II: ``teacher`` is a ``teacher.safetensors`` from ``hypir rsd pretrain`` (its task --
+    corruption, noise, masks -- is the distillation's); ``data`` is the teacher's training data (read
+    only for proximal-FID selection; its size must be the teacher's)."""
+
+    teacher: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    sid: SiDConfig = field(default_factory=SiDConfig)
+    optim: DistillOptimConfig = field(default_factory=DistillOptimConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    run: DistillRunConfig = field(default_factory=DistillRunConfig)
+
+    def __post_init__(self):
+        if not self.teacher:
+            raise ValueError("teacher: expected the path of a teacher.safetensors (hypir rsd pretrain's export)")
+
+
+def load_distill_config(path: str | os.PathLike, overrides: dict | None = None) -> DistillConfig:
+    """Read and validate a YAML distillation config, with ``overrides`` applied."""
+    return parse(DistillConfig, apply_overrides(load_yaml(path), overrides))

@@ -21,7 +21,7 @@ from ..config import to_dict
 from ..train import checkpoint
 from ..train.ema import EMA
 from ..train.trainer import derive_seed, make_accelerator
-from .config import PretrainConfig
+from .config import DataConfig, PretrainConfig, TaskConfig
 from .data import Observations, corrupt, digits, folder_images
 from hypir_kernels import mri_further_mask
 
@@ -29,21 +29,36 @@ from .objectives import ambient_inpainting_loss, ambient_tweedie_loss, fourier_a
 from .teacher import build_denoiser, cond_channels, displayable, image_channels, sample, save_teacher
 
 
-def clean_images(cfg: PretrainConfig) -> torch.Tensor:
-    """The clean training images of ``cfg.data`` ``[N, C, S, S]`` in [-1, 1]."""
-    d = cfg.data
-    x = digits(d.size, "train")[0] if d.source == "digits" else folder_images(d.source, d.size)
-    return x[:d.limit] if d.limit else x
+def clean_images(data: DataConfig) -> torch.Tensor:
+    """The clean training images of ``data`` ``[N, C, S, S]`` in [-1, 1]."""
+    x = digits(data.size, "train")[0] if data.source == "digits" else folder_images(data.source, data.size)
+    return x[:data.limit] if data.limit else x
 
 
-def observations(cfg: PretrainConfig) -> Observations:
-    t = cfg.task
-    x = clean_images(cfg)
+def observations(data: DataConfig, task: TaskConfig) -> Observations:
+    """The fixed corrupted training set of a phase-I (and phase-II) run."""
+    t = task
+    x = clean_images(data)
     if t.kind == "clean":
         return Observations(x, None, "clean", 0.0)
     return corrupt(x, t.kind, t.sigma_n, seed=t.seed, keep=t.keep, blur_sigma=t.blur_sigma, blur_size=t.blur_size,
                    sr_factor=t.sr_factor, acceleration=t.acceleration, coils=t.coils,
                    center_fraction=t.center_fraction)
+
+
+def task_loss(model, task: TaskConfig, y: torch.Tensor, mask: torch.Tensor | None, maps: torch.Tensor | None,
+              generator: torch.Generator, seed: int) -> torch.Tensor:
+    """The phase-I objective of ``task`` on observations ``y`` (``[B]``): Fourier-space ambient (MRI,
+    k-space ``y`` with column ``mask`` and coil ``maps``), Ambient inpainting, Ambient Tweedie
+    (``sigma_n > 0``) or EDM's standard loss. ``seed`` draws the further masks."""
+    if task.kind == "mri":
+        further = mri_further_mask(mask, task.remove, seed, center_fraction=task.center_fraction)
+        return fourier_ambient_loss(model, y, maps.expand(y.shape[0], -1, -1, -1), mask, further, generator)
+    if task.kind == "inpainting":
+        return ambient_inpainting_loss(model, y, mask, task.delta, seed, generator, sigma_n=task.sigma_n)
+    if task.sigma_n > 0:
+        return ambient_tweedie_loss(model, y, task.sigma_n, generator)
+    return standard_loss(model, y, generator)
 
 
 class Pretrainer:
@@ -57,7 +72,7 @@ class Pretrainer:
         self.progress = progress
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.data = observations(cfg)  # corrupted once; no clean image is kept
+        self.data = observations(cfg.data, cfg.task)  # corrupted once; no clean image is kept
         self.image_channels = image_channels(cfg.task, self.data.y.shape[1])
         model = build_denoiser(cfg.net, self.image_channels, cond_channels(cfg.task), cfg.data.size,
                                seed=derive_seed(cfg.run.seed, 1))
@@ -76,18 +91,6 @@ class Pretrainer:
     def _model(self):
         return self.acc.unwrap_model(self.model)
 
-    def _loss(self, y, mask, generator, seed):
-        t = self.cfg.task
-        if t.kind == "mri":
-            further = mri_further_mask(mask, t.remove, seed, center_fraction=t.center_fraction)
-            maps = self.data.maps.to(self.device).expand(y.shape[0], -1, -1, -1)
-            return fourier_ambient_loss(self.model, y, maps, mask, further, generator)
-        if t.kind == "inpainting":
-            return ambient_inpainting_loss(self.model, y, mask, t.delta, seed, generator, sigma_n=t.sigma_n)
-        if t.sigma_n > 0:
-            return ambient_tweedie_loss(self.model, y, t.sigma_n, generator)
-        return standard_loss(self.model, y, generator)
-
     def train_step(self, step: int) -> dict[str, float]:
         """One optimiser step on this process's slice of the step's global batch."""
         acc, b = self.acc, self.cfg.optim.batch_size
@@ -98,7 +101,9 @@ class Pretrainer:
         seed = derive_seed(self.cfg.run.seed, step, acc.process_index)
         self.model.train()
         with acc.autocast():
-            loss = self._loss(y, mask, torch.Generator().manual_seed(seed), derive_seed(seed, 1)).mean()
+            maps = self.data.maps.to(self.device) if self.data.maps is not None else None
+            loss = task_loss(self.model, self.cfg.task, y, mask, maps, torch.Generator().manual_seed(seed),
+                             derive_seed(seed, 1)).mean()
         acc.backward(loss)
         gnorm = (float(acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
                  if self.cfg.optim.grad_clip > 0 else float("nan"))

@@ -102,43 +102,52 @@ def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
     return model.eval().requires_grad_(False), meta
 
 
-def _mri_denoiser(model, task: TaskConfig, n: int, size: int, seed: int, device):
-    """The Fourier-space ambient teacher as a denoiser of 2-channel images: it is called on
-    ``A~^H A~ x_t`` with a further-masked column mask ``M~`` drawn once per sample from the
-    training distribution (the MRI counterpart of the fixed-mask sampler)."""
-    from hypir_kernels import mri_column_mask, mri_further_mask, mri_normal
+def fixed_conditioning(task: TaskConfig, n: int, size: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:
+    """The fixed further masks a sampler calls a masked teacher with, drawn once from the training
+    distribution: inpainting ``{"seen": [n, 1, S, S]}`` (keep x (1 - delta)); MRI ``{"maps": [Nc, S, S],
+    "further": [n, S]}`` (a column mask with one more removal); other tasks need none."""
+    if task.kind == "inpainting":
+        return {"seen": bernoulli_mask((n, 1, size, size), task.keep * (1 - task.delta), seed, device=device)}
+    if task.kind == "mri":
+        from hypir_kernels import mri_column_mask, mri_further_mask
 
-    from .data import coil_maps
+        from .data import coil_maps
 
-    maps = coil_maps(task.coils, size).to(device).expand(n, -1, -1, -1)
-    mask = mri_column_mask(n, size, task.acceleration, seed + 1, center_fraction=task.center_fraction)
-    further = mri_further_mask(mask, task.remove, seed + 2, center_fraction=task.center_fraction).to(device)
-    cond = further.view(n, 1, 1, size).expand(n, 1, size, size)
+        mask = mri_column_mask(n, size, task.acceleration, seed, center_fraction=task.center_fraction)
+        further = mri_further_mask(mask, task.remove, seed + 1, center_fraction=task.center_fraction)
+        return {"maps": coil_maps(task.coils, size).to(device), "further": further.to(device)}
+    return {}
 
-    def denoise(x, sigma):
+
+def denoise_fixed(model, task: TaskConfig, cond: dict[str, torch.Tensor], x: torch.Tensor, sigma) -> torch.Tensor:
+    """``model``'s estimate of the clean ``x [B, C, S, S]`` at noise ``sigma``, seen through the fixed
+    masks of :func:`fixed_conditioning` (a batch of 1 is broadcast): the inpainting teacher gets
+    ``[M~ x, M~]``, the MRI teacher ``A~^H A~ x`` and ``M~`` (our choice; the paper does not spell its
+    sampler out)."""
+    n = x.shape[0]
+    if task.kind == "inpainting":
+        seen = cond["seen"].expand(n, -1, -1, -1).to(x.dtype)
+        return model(seen * x, sigma, cond=seen, seen=seen)
+    if task.kind == "mri":
+        from hypir_kernels import mri_normal
+
+        size = x.shape[-1]
+        maps = cond["maps"].expand(n, -1, -1, -1)
+        further = cond["further"].expand(n, -1).contiguous()
         seen = mri_normal(x.float().contiguous(), maps, further).to(x.dtype)  # real view [n, 2, S, S]
-        return model(seen, sigma, cond=cond.to(x.dtype))
-
-    return denoise
+        return model(seen, sigma, cond=further.to(x.dtype).view(n, 1, 1, size).expand(n, 1, size, size))
+    return model(x, sigma)
 
 
 @torch.no_grad()
 def sample(model: EDMPrecond, task: TaskConfig, shape: tuple[int, int, int, int], seed: int = 0, steps: int = 18,
            device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
     """``shape = (N, C, S, S)`` samples in [-1, 1] (see the module doc for the sampler used)."""
-    n = shape[0]
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    cond = None
-    if task.kind == "inpainting":
-        cond = bernoulli_mask((n, 1, *shape[-2:]), task.keep * (1 - task.delta), seed + 1, device=device)
+    cond = fixed_conditioning(task, shape[0], shape[-1], seed + 1, device)
 
-        def denoise(x, sigma):
-            return model(cond * x, sigma, cond=cond, seen=cond)
-    elif task.kind == "mri":
-        denoise = _mri_denoiser(model, task, n, shape[-1], seed, device)
-    else:
-        def denoise(x, sigma):
-            return model(x, sigma)
+    def denoise(x, sigma):
+        return denoise_fixed(model, task, cond, x, sigma)
 
     if task.sigma_n > 0:
         out = ambient_tweedie_sample(denoise, noise, task.sigma_n, steps=steps)

@@ -1,0 +1,406 @@
+"""RSD phase II: distil a phase-I teacher into a one-step generator through the corruption (paper
+§3, Algorithm 6, Appendix F). ``hypir rsd distill --config FILE``.
+
+Teacher, fake score and generator all start from the teacher; the generator is the teacher's
+denoiser at ``sigma_init`` applied to ``sigma_init z`` (for masked teachers through the sampler's
+fixed masks, kept with the generator). Each step: ``sid.fake_steps`` fake-score steps on corrupted
+generator samples ``A(G(z)) (+ sigma_n e)`` with the teacher's own phase-I objective, then a
+generator step with SiD's loss on ``w = A(G(z))`` (:mod:`hypir.rsd.sid`); the corruption operators
+come from ``hypir_kernels`` and are differentiated through. Adam with SiD's betas (0, 0.999), an EMA
+of the generator, model selection by proximal FID (the best step exported separately), accelerate,
+atomic resumable checkpoints (bit for bit), progress bars.
+
+Views (how a task sees generator samples ``x``; see :mod:`hypir.rsd.sid`): :class:`ImageView` for
+clean/blur/sr/inpainting (inpainting: a fresh mask ``M`` per draw, the networks see
+``[M~ w_t, M~]`` and are compared on ``M``), :class:`MRIView` for multi-coil k-space (fresh column
+masks; networks see ``A~^H (M~ w_t)`` and are compared through ``A``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hypir_kernels import bernoulli_mask, mri_adjoint, mri_column_mask, mri_forward, mri_further_mask
+from hypir_kernels.operators import Blur, Downsample
+
+from ..config import to_dict
+from ..train import checkpoint
+from ..train.ema import EMA
+from ..train.trainer import derive_seed, make_accelerator
+from .config import DistillConfig, NetConfig, TaskConfig
+from .data import coil_maps
+from .objectives import further_mask
+from .pretrain import observations, task_loss
+from .sid import fake_score_loss, generator_loss
+from .teacher import build_denoiser, cond_channels, denoise_fixed, displayable, fixed_conditioning, load_teacher
+
+
+def _randn(shape, generator, dtype, device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+
+
+class ImageView:
+    """Clean, blur, super-resolution and inpainting in image space (``x [B, C, S, S]``)."""
+
+    def __init__(self, task: TaskConfig):
+        self.task, self.sigma_n = task, task.sigma_n
+
+    def observe(self, x, seed):
+        t = self.task
+        if t.kind == "blur":
+            return Blur(t.blur_sigma, kernel_size=t.blur_size).A(x), None
+        if t.kind == "sr":
+            down = Downsample(t.sr_factor)
+            return down.A_adjoint(down.A(x)) * t.sr_factor**2, None
+        if t.kind == "inpainting":
+            mask = bernoulli_mask((x.shape[0], 1, *x.shape[-2:]), t.keep, seed, dtype=x.dtype, device=x.device)
+            return mask * x, (mask, further_mask(mask, t.delta, derive_seed(seed, 1)))
+        return x, None
+
+    def noisy(self, w, sigma, generator):
+        return w + sigma.view(-1, 1, 1, 1).to(w.dtype) * _randn(w.shape, generator, w.dtype, w.device)
+
+    def predict(self, model, w_t, sigma, ctx, seed):
+        if ctx is None:
+            return model(w_t, sigma)
+        mask, seen = ctx
+        return mask * model(seen * w_t, sigma, cond=seen, seen=seen)
+
+    def fake_loss(self, model, x, seed, generator):
+        w, ctx = self.observe(x, seed)
+        mask = None if ctx is None else ctx[0]
+        if self.sigma_n > 0:  # the data's noise, then the mask (as the dataset was made)
+            w = w + self.sigma_n * _randn(w.shape, generator, w.dtype, w.device)
+            if mask is not None:
+                w = w * mask
+        return task_loss(model, self.task, w, mask, None, generator, derive_seed(seed, 2))
+
+
+class MRIView:
+    """Multi-coil MRI: generator samples are 2-channel images ``[B, 2, S, S]`` (real, imaginary),
+    ``w`` the k-space ``[B, Nc, S, S]`` under fresh column masks."""
+
+    sigma_n = 0.0
+
+    def __init__(self, task: TaskConfig, size: int, device):
+        self.task, self.size = task, size
+        self.maps = coil_maps(task.coils, size).to(device)
+
+    def _masks(self, n, seed, device):
+        t = self.task
+        mask = mri_column_mask(n, self.size, t.acceleration, seed, center_fraction=t.center_fraction).to(device)
+        return mask, mri_further_mask(mask, t.remove, derive_seed(seed, 1), center_fraction=t.center_fraction)
+
+    def _maps(self, n):
+        return self.maps.expand(n, -1, -1, -1)
+
+    def observe(self, x, seed):
+        mask, further = self._masks(x.shape[0], seed, x.device)
+        xc = torch.view_as_complex(x.float().permute(0, 2, 3, 1).contiguous())
+        return mri_forward(xc, self._maps(x.shape[0]), mask), (mask, further)
+
+    def noisy(self, w, sigma, generator):
+        s = sigma.view(-1, 1, 1, 1).to(w.real.dtype)
+        e = torch.complex(_randn(w.shape, generator, w.real.dtype, w.device), _randn(w.shape, generator, w.real.dtype, w.device))
+        return w + s * e / 2**0.5
+
+    def predict(self, model, w_t, sigma, ctx, seed):
+        mask, further = ctx
+        n = w_t.shape[0]
+        seen = torch.view_as_real(mri_adjoint(w_t, self._maps(n), further)).permute(0, 3, 1, 2)
+        cond = further.to(seen.dtype).view(n, 1, 1, self.size).expand(n, 1, self.size, self.size)
+        d = model(seen.contiguous(), sigma, cond=cond)
+        return mri_forward(torch.view_as_complex(d.float().permute(0, 2, 3, 1).contiguous()), self._maps(n), mask)
+
+    def fake_loss(self, model, x, seed, generator):
+        w, (mask, _) = self.observe(x, seed)
+        return task_loss(model, self.task, w, mask, self.maps, generator, derive_seed(seed, 2))
+
+
+def make_view(task: TaskConfig, size: int, device="cpu"):
+    return MRIView(task, size, device) if task.kind == "mri" else ImageView(task)
+
+
+class OneStepGenerator(nn.Module):
+    """``G(z) = D(sigma_init z, sigma_init)`` with ``D`` a copy of the teacher (masked teachers see
+    ``z`` through fixed masks, buffers here so the export reproduces the generator). ``z`` and the
+    output are ``[B, C, S, S]``."""
+
+    def __init__(self, denoiser: nn.Module, task: TaskConfig, size: int, sigma_init: float = 2.5, seed: int = 0):
+        super().__init__()
+        self.denoiser, self.task, self.sigma_init = denoiser, task, float(sigma_init)
+        self.cond_names = []
+        for name, t in fixed_conditioning(task, 1, size, seed).items():
+            self.register_buffer(name, t)
+            self.cond_names.append(name)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        cond = {name: getattr(self, name) for name in self.cond_names}
+        return denoise_fixed(self.denoiser, self.task, cond, self.sigma_init * z, self.sigma_init)
+
+
+def save_student(gen: OneStepGenerator, path, net: NetConfig, image_channels: int, size: int, **info) -> Path:
+    """One file: the generator's weights and buffers, and a JSON description (``hypir_rsd_student``)."""
+    from safetensors.torch import save_file
+
+    from .teacher import PRECONDITIONING
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"net": asdict(net), "task": asdict(gen.task), "image_channels": image_channels, "size": size,
+            "sigma_init": gen.sigma_init, "preconditioning": PRECONDITIONING, **info}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in gen.state_dict().items()}, str(tmp),
+              metadata={"hypir_rsd_student": json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_student(path) -> tuple[OneStepGenerator, dict]:
+    """``(generator in eval mode, description)`` of a file written by :func:`save_student`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = (f.metadata() or {}).get("hypir_rsd_student")
+    except Exception as e:  # not a safetensors file at all
+        raise ValueError(f"checkpoint: {str(path)!r} is not a safetensors file ({e})") from None
+    if meta is None:
+        raise ValueError(f"checkpoint: {str(path)!r} is not an RSD student (written by `hypir rsd distill`)")
+    meta = json.loads(meta)
+    net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+    task = TaskConfig(**meta["task"])
+    denoiser = build_denoiser(net, meta["image_channels"], cond_channels(task), meta["size"])
+    gen = OneStepGenerator(denoiser, task, meta["size"], meta["sigma_init"])
+    gen.load_state_dict(load_file(str(path)))
+    meta["net"], meta["task"] = net, task
+    return gen.eval().requires_grad_(False), meta
+
+
+def is_student(path) -> bool:
+    """Whether ``path`` is a safetensors file written by :func:`save_student`."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return "hypir_rsd_student" in (f.metadata() or {})
+    except Exception:
+        return False
+
+
+@torch.no_grad()
+def one_step_sample(gen: OneStepGenerator, shape, seed: int = 0, device="cpu", batch: int = 256) -> torch.Tensor:
+    """``shape = (N, C, S, S)`` one-step samples in [-1, 1] (``z`` from ``seed``, generated in batches)."""
+    z = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([gen(z[i:i + batch].to(device)).float().cpu() for i in range(0, shape[0], batch)]).clamp(-1, 1)
+
+
+class Distiller:
+    """Build a phase-II run from a :class:`DistillConfig`; :meth:`train` runs it.
+
+    ``on_eval(step, samples, proximal_fid)`` (optional) is called at every selection step with the
+    EMA generator's samples (the miniature experiment scores them against clean data there)."""
+
+    def __init__(self, config: DistillConfig, accelerator=None, progress: bool = True, on_eval=None):
+        self.cfg = cfg = config
+        self.acc = acc = make_accelerator(cfg.run.mixed_precision, accelerator)
+        self.device = acc.device
+        self.out = Path(cfg.run.output_dir)
+        self.progress, self.on_eval = progress, on_eval
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+        teacher, meta = load_teacher(cfg.teacher)
+        self.task, self.net_cfg, self.size = meta["task"], meta["net"], meta["size"]
+        self.image_channels = meta["image_channels"]
+        if cfg.data.size != self.size:
+            raise ValueError(f"data.size: {cfg.data.size}, but the teacher was trained at {self.size}")
+        self.teacher = teacher.to(self.device)  # frozen, eval
+        fake = copy.deepcopy(teacher).train().requires_grad_(True)
+        gen = OneStepGenerator(copy.deepcopy(teacher).train().requires_grad_(True), self.task, self.size,
+                               cfg.sid.sigma_init, seed=derive_seed(cfg.run.seed, 3))
+        o = cfg.optim
+        opt_g = torch.optim.Adam(gen.parameters(), lr=o.lr, betas=o.betas)
+        opt_f = torch.optim.Adam(fake.parameters(), lr=o.fake_lr, betas=o.betas)
+        self.gen, self.fake, self.opt_g, self.opt_f = acc.prepare(gen, fake, opt_g, opt_f)
+        self.view = make_view(self.task, self.size, self.device)
+        self.named_g = dict(self._gen.named_parameters())
+        self.named_f = dict(self._fake.named_parameters())
+        self.ema = EMA(self.named_g, cfg.run.ema) if cfg.run.ema > 0 else None
+        self.features = self.data = None
+        if cfg.select.features:
+            from ..metrics.features import load_features
+
+            self.features = load_features(cfg.select.features)
+            self.data = observations(cfg.data, self.task)
+        self.best = {"proximal_fid": float("inf"), "step": -1}
+        self.step = 0
+
+    @property
+    def _gen(self) -> OneStepGenerator:
+        return self.acc.unwrap_model(self.gen)
+
+    @property
+    def _fake(self):
+        return self.acc.unwrap_model(self.fake)
+
+    def _z(self, g) -> torch.Tensor:
+        b = self.cfg.optim.batch_size
+        return _randn((b, self.image_channels, self.size, self.size), g, torch.float32, self.device)
+
+    def _clip(self, model) -> float:
+        clip = self.cfg.optim.grad_clip
+        return float(self.acc.clip_grad_norm_(model.parameters(), clip)) if clip > 0 else float("nan")
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """``sid.fake_steps`` fake-score steps, then one generator step (this process's batch)."""
+        acc, sid = self.acc, self.cfg.sid
+        seed = derive_seed(self.cfg.run.seed, step, acc.process_index)
+        g = torch.Generator().manual_seed(seed)
+        for k in range(sid.fake_steps):
+            with torch.no_grad(), acc.autocast():
+                x = self.gen(self._z(g))
+            with acc.autocast():
+                loss_f = fake_score_loss(self.view, self.fake, x.float(), derive_seed(seed, 10 + k), g).mean()
+            acc.backward(loss_f)
+            self._clip(self.fake)
+            self.opt_f.step()
+            self.opt_f.zero_grad(set_to_none=True)
+        fake = self._fake.requires_grad_(False)  # unwrapped: no gradient sync for a network not trained here
+        with acc.autocast():
+            loss_g = generator_loss(self.view, self.teacher, fake, self.gen(self._z(g)).float(), derive_seed(seed, 1), g,
+                                    alpha=sid.alpha, t_max=sid.t_max).mean()
+        acc.backward(loss_g)
+        gnorm = self._clip(self.gen)
+        self.opt_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        fake.requires_grad_(True)
+        if self.ema is not None:
+            self.ema.update()
+        return {"loss_g": float(acc.reduce(loss_g.detach(), "mean")), "loss_fake": float(acc.reduce(loss_f.detach(), "mean")),
+                "gnorm": gnorm}
+
+    def _ema_applied(self):
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
+
+    @torch.no_grad()
+    def samples(self, n: int = 64, seed: int = 0) -> torch.Tensor:
+        """``n`` one-step samples of the EMA generator ``[n, C, S, S]`` in [-1, 1] (on the CPU)."""
+        gen = self._gen
+        was_training = gen.training
+        gen.eval()
+        with self._ema_applied():
+            x = one_step_sample(gen, (n, self.image_channels, self.size, self.size), seed=seed, device=self.device)
+        gen.train(was_training)
+        return x
+
+    def evaluate(self) -> dict[str, float]:
+        """Proximal FID of the EMA generator (paper §5.3); exports it to ``select.best`` when it is the best."""
+        from .evaluate import proximal_fid
+
+        x = self.samples(self.cfg.select.samples, seed=derive_seed(self.cfg.run.seed, 4))
+        fid = proximal_fid(self.features, x, self.data, self.task)
+        if fid < self.best["proximal_fid"]:
+            self.best = {"proximal_fid": fid, "step": self.step}
+            self.export(self.out / self.cfg.select.best, proximal_fid=fid)
+        if self.on_eval is not None and self.acc.is_main_process:
+            self.on_eval(self.step, x, fid)
+        return {"proximal_fid": fid}
+
+    def train(self, resume: str | None = None, on_step=None) -> Path:
+        """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save
+        the last checkpoint and export the EMA generator; returns the export's path."""
+        from tqdm.auto import tqdm
+
+        if resume is not None:
+            path = checkpoint.resolve(resume, self.out / "checkpoints")
+            if path is not None:
+                self.load(path)
+        cfg, acc = self.cfg, self.acc
+        bar = tqdm(total=cfg.run.steps, initial=self.step, desc=f"rsd distill ({self.task.kind})", unit="step",
+                   disable=not (self.progress and acc.is_main_process))
+        start, done = time.perf_counter(), 0
+        while self.step < cfg.run.steps:
+            logs = self.train_step(self.step)
+            self.step += 1
+            done += 1
+            if self.features is not None and (self.step % cfg.select.every == 0 or self.step == cfg.run.steps):
+                logs.update(self.evaluate())
+            bar.update(1)
+            bar.set_postfix(loss_g=f"{logs['loss_g']:.4f}",
+                            img_s=f"{done * cfg.optim.batch_size * acc.num_processes / (time.perf_counter() - start):.1f}")
+            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == cfg.run.steps
+                                        or "proximal_fid" in logs):
+                with open(self.out / "log.jsonl", "a") as f:
+                    f.write(json.dumps({"step": self.step, **logs}) + "\n")
+            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                self.write_samples()
+            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
+                self.save()
+            if on_step is not None:
+                on_step(self.step, logs)
+        bar.close()
+        self.save()
+        return self.export()
+
+    def write_samples(self) -> Path | None:
+        x = displayable(self.samples(16))
+        if not self.acc.is_main_process:
+            return None
+        from ..data.io import image_grid, write_image
+
+        path = self.out / "samples" / f"step-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, image_grid(x))
+        return path
+
+    def save(self) -> Path | None:
+        self.acc.wait_for_everyone()
+        path = None
+        if self.acc.is_main_process:
+            tensors = {"generator": dict(self.named_g), "fake": dict(self.named_f)}
+            if self.ema is not None:
+                tensors["ema"] = self.ema.state_dict()
+            optimizers = {"opt_g": self.opt_g.state_dict(), "opt_f": self.opt_f.state_dict()}
+            state = {"config": to_dict(self.cfg), "processes": self.acc.num_processes, "best": self.best}
+            path = checkpoint.save(self.out / "checkpoints", self.step, tensors, optimizers, state, self.cfg.run.keep_last)
+        self.acc.wait_for_everyone()
+        return path
+
+    def load(self, path) -> None:
+        tensors, optimizers, state = checkpoint.load(path)
+        for key, named in (("generator", self.named_g), ("fake", self.named_f)):
+            got = tensors.get(key, {})
+            if set(got) != set(named) or any(got[k].shape != p.shape for k, p in named.items()):
+                raise ValueError(f"resume: {str(path)!r} does not match this teacher's network")
+            with torch.no_grad():
+                for k, p in named.items():
+                    p.copy_(got[k])
+        if self.ema is not None:
+            self.ema.load_state_dict(tensors["ema"])
+        self.opt_g.load_state_dict(optimizers["opt_g"])
+        self.opt_f.load_state_dict(optimizers["opt_f"])
+        self.best = dict(state.get("best", self.best))
+        self.step = int(state["step"])
+
+    def export(self, path: str | Path | None = None, **info) -> Path:
+        """The EMA generator as one file for ``hypir rsd sample --checkpoint``."""
+        path = Path(path) if path is not None else self.out / self.cfg.run.export
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            with self._ema_applied():
+                save_student(self._gen, path, self.net_cfg, self.image_channels, self.size, steps=self.step,
+                             teacher=str(self.cfg.teacher), **info)
+        self.acc.wait_for_everyone()
+        return path
