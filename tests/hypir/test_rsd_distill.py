@@ -187,3 +187,28 @@ def test_bad_distill_config_values_name_the_key(override, message):
 def test_shipped_distill_config_loads_with_sids_defaults():
     cfg = load_distill_config(CONFIGS / "rsd-distill-blur.yaml")
     assert (cfg.sid.alpha, cfg.sid.t_max, cfg.sid.sigma_init, cfg.optim.betas) == (1.2, 0.8, 2.5, (0.0, 0.999))
+
+
+def test_two_processes_stay_identical(tmp_path, teachers):
+    """accelerate DDP on 2 CPU processes (gloo): generator and fake score are averaged across ranks
+    (the fake score is called unwrapped in the generator step, so no stray gradient sync), both
+    ranks end with the same weights, one export."""
+    import sys
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_ddp import _run, torchrun_command
+
+    cmd = torchrun_command()
+    if cmd is None:
+        pytest.skip("torchrun not installed")
+    out = tmp_path / "ddp"
+    _run([*cmd, "--standalone", "--nproc_per_node", "2", str(Path(__file__).with_name("ddp_rsd_distill.py")),
+          str(teachers["inpainting"]), str(out)], tmp_path)
+    r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    with safe_open(str(out / "rank1.safetensors"), "pt") as f:
+        assert f.metadata() == {"processes": "2", "distributed": "MULTI_CPU"}
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0), "ranks diverged"
+    load_student(out / "student.safetensors")
