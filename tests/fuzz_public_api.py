@@ -524,6 +524,18 @@ def t_hypir_rsd_losses(draw):
                                            generator=g), names=["model", "y", "generator", "sigma_n", "sigma", "x", "cond"])
 
 
+def t_hypir_rsd_sid_loss(draw):
+    from hypir.rsd.sid import sid_loss
+
+    w = image(draw, 0, 5)
+    shape = tuple(w.shape) if torch.is_tensor(w) else (1, 1, 2, 2)
+    real = draw(st.sampled_from(["same", "other", "x"]))
+    real = w.clone() + 1 if real == "same" and torch.is_tensor(w) else tensor(draw, [shape[0] + 1, *shape[1:]]) \
+        if real == "other" else "x"
+    return Case(sid_loss, dict(real=real, fake=w, w=w, alpha=draw(st.sampled_from([1.2, float("nan"), "a"]))),
+                names=["real", "fake", "w", "alpha"])
+
+
 PUBLIC = {
     "add_noise": t_add_noise, "apply_mask": t_apply_mask, "bernoulli_mask": t_bernoulli_mask, "box_mask": t_box_mask,
     "attention": t_attention, "downsample": t_downsample, "downsample_adjoint": lambda d: t_downsample(d, True),
@@ -540,7 +552,7 @@ PUBLIC = {
     "hypir.lpips": t_hypir_lpips, "hypir.gan_losses": t_hypir_gan_losses,
     # metrics and RSD (data corrupted from users' images; the EDM wrapper and its losses)
     "hypir.fid": t_hypir_fid, "hypir.image_grid": t_hypir_image_grid, "hypir.rsd.corrupt": t_hypir_rsd_corrupt,
-    "hypir.rsd.losses": t_hypir_rsd_losses,
+    "hypir.rsd.losses": t_hypir_rsd_losses, "hypir.rsd.sid_loss": t_hypir_rsd_sid_loss,
 }
 LIBRARY_OPS = {
     "op.add_noise": t_op_add_noise, "op.apply_mask": t_op_apply_mask, "op.attention_forward": t_op_attention_forward,

@@ -35,6 +35,15 @@ def sid_loss(real: torch.Tensor, fake: torch.Tensor, w: torch.Tensor, alpha: flo
     divided by ``mean |w - f_r|`` (no gradient through the normaliser), averaged over elements.
     ``real``/``fake`` are the teacher's and the fake score's predictions of ``w`` (complex tensors
     are compared as their real views). A sample with a non-finite value contributes 0 (as SiD drops it)."""
+    for name, t in (("real", real), ("fake", fake), ("w", w)):
+        if not (torch.is_tensor(t) and (t.is_floating_point() or t.is_complex()) and t.dim() >= 2 and t.shape[0] > 0):
+            raise ValueError(f"{name}: expected a float or complex [B, ...] tensor with B > 0, got "
+                             f"{tuple(t.shape) if torch.is_tensor(t) else type(t).__name__}")
+        if t.shape != w.shape or t.dtype != w.dtype:
+            raise ValueError(f"{name}: expected the shape and dtype of w {tuple(w.shape)} {w.dtype}, got "
+                             f"{tuple(t.shape)} {t.dtype}")
+    if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha == alpha and abs(alpha) != float("inf")):
+        raise ValueError(f"alpha: expected a finite number, got {alpha!r}")
     if torch.is_complex(w):
         real, fake, w = (torch.view_as_real(t) for t in (real, fake, w))
     finite = (torch.isfinite(real) & torch.isfinite(fake) & torch.isfinite(w)).flatten(1).all(1)
