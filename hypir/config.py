@@ -48,6 +48,20 @@ def check_non_negative(name: str, value) -> None:
         raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
 
 
+def check_run(run) -> None:
+    """The checks every trainer's ``run`` section shares: ``steps``, ``seed``, ``ema``, the ``*_every``
+    intervals and ``keep_last``."""
+    from hypir_kernels._checks import check_int, check_seed
+
+    check_int("steps", run.steps, minimum=1)
+    check_seed("seed", run.seed)
+    if not 0 <= run.ema < 1:
+        raise ValueError(f"ema: expected a number in [0, 1), got {run.ema!r}")
+    for name in ("log_every", "sample_every", "checkpoint_every"):
+        check_int(name, getattr(run, name), minimum=0)
+    check_int("keep_last", run.keep_last, minimum=1)
+
+
 def check_betas(name: str, betas) -> None:
     if not all(0 <= b < 1 for b in betas):
         raise ValueError(f"{name}: expected two numbers in [0, 1), got {betas!r}")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from hypir_kernels._checks import check_int, check_seed
 
-from ..config import apply_overrides, check_betas, check_non_negative, check_positive, load_yaml, parse
+from ..config import apply_overrides, check_betas, check_non_negative, check_positive, check_run, load_yaml, parse
 
 TASK_KINDS = ("blur", "inpainting", "sr", "mri", "clean")
 
@@ -115,14 +115,8 @@ class RunConfig:
     export: str = "teacher.safetensors"
 
     def __post_init__(self):
-        check_int("steps", self.steps, minimum=1)
-        check_seed("seed", self.seed)
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema: expected a number in [0, 1), got {self.ema!r}")
-        for name in ("log_every", "sample_every", "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=0)
+        check_run(self)
         check_int("sample_steps", self.sample_steps, minimum=2)
-        check_int("keep_last", self.keep_last, minimum=1)
         if not self.export.endswith(".safetensors"):
             raise ValueError(f"export: expected a .safetensors file name, got {self.export!r}")
 
@@ -216,13 +210,7 @@ class DistillRunConfig:
     export: str = "student.safetensors"
 
     def __post_init__(self):
-        check_int("steps", self.steps, minimum=1)
-        check_seed("seed", self.seed)
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema: expected a number in [0, 1), got {self.ema!r}")
-        for name in ("log_every", "sample_every", "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=0)
-        check_int("keep_last", self.keep_last, minimum=1)
+        check_run(self)
         if not self.export.endswith(".safetensors"):
             raise ValueError(f"export: expected a .safetensors file name, got {self.export!r}")
 

@@ -17,11 +17,7 @@ masks; networks see ``A~^H (M~ w_t)`` and are compared through ``A``).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
-import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,10 +33,12 @@ from ..train.ema import EMA
 from ..train.trainer import derive_seed, make_accelerator
 from .config import DistillConfig, NetConfig, TaskConfig
 from .data import coil_maps
+from .loop import RunLoop
 from .objectives import further_mask
 from .pretrain import observations, task_loss
 from .sid import fake_score_loss, generator_loss
-from .teacher import build_denoiser, cond_channels, denoise_fixed, displayable, fixed_conditioning, load_teacher
+from .teacher import (PRECONDITIONING, build_denoiser, cond_channels, denoise_fixed, fixed_conditioning, load_teacher,
+                      read_description, write_described)
 
 
 def _randn(shape, generator, dtype, device) -> torch.Tensor:
@@ -149,54 +147,29 @@ class OneStepGenerator(nn.Module):
 
 def save_student(gen: OneStepGenerator, path, net: NetConfig, image_channels: int, size: int, **info) -> Path:
     """One file: the generator's weights and buffers, and a JSON description (``hypir_rsd_student``)."""
-    from safetensors.torch import save_file
-
-    from .teacher import PRECONDITIONING
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"net": asdict(net), "task": asdict(gen.task), "image_channels": image_channels, "size": size,
             "sigma_init": gen.sigma_init, "preconditioning": PRECONDITIONING, **info}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in gen.state_dict().items()}, str(tmp),
-              metadata={"hypir_rsd_student": json.dumps(meta)})
-    os.replace(tmp, path)
-    return path
+    return write_described(path, gen, "hypir_rsd_student", meta)
 
 
 def load_student(path) -> tuple[OneStepGenerator, dict]:
     """``(generator in eval mode, description)`` of a file written by :func:`save_student`."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = (f.metadata() or {}).get("hypir_rsd_student")
-    except Exception as e:  # not a safetensors file at all
-        raise ValueError(f"checkpoint: {str(path)!r} is not a safetensors file ({e})") from None
+    meta = read_description(path, "hypir_rsd_student")
     if meta is None:
         raise ValueError(f"checkpoint: {str(path)!r} is not an RSD student (written by `hypir rsd distill`)")
-    meta = json.loads(meta)
-    net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
-    task = TaskConfig(**meta["task"])
-    denoiser = build_denoiser(net, meta["image_channels"], cond_channels(task), meta["size"])
-    gen = OneStepGenerator(denoiser, task, meta["size"], meta["sigma_init"])
+    denoiser = build_denoiser(meta["net"], meta["image_channels"], cond_channels(meta["task"]), meta["size"])
+    gen = OneStepGenerator(denoiser, meta["task"], meta["size"], meta["sigma_init"])
     gen.load_state_dict(load_file(str(path)))
-    meta["net"], meta["task"] = net, task
     return gen.eval().requires_grad_(False), meta
 
 
 def is_student(path) -> bool:
     """Whether ``path`` is a safetensors file written by :func:`save_student`."""
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            return "hypir_rsd_student" in (f.metadata() or {})
-    except Exception:
+        return read_description(path, "hypir_rsd_student") is not None
+    except (FileNotFoundError, ValueError):
         return False
 
 
@@ -207,7 +180,7 @@ def one_step_sample(gen: OneStepGenerator, shape, seed: int = 0, device="cpu", b
     return torch.cat([gen(z[i:i + batch].to(device)).float().cpu() for i in range(0, shape[0], batch)]).clamp(-1, 1)
 
 
-class Distiller:
+class Distiller(RunLoop):
     """Build a phase-II run from a :class:`DistillConfig`; :meth:`train` runs it.
 
     ``on_eval(step, samples, proximal_fid)`` (optional) is called at every selection step with the
@@ -246,6 +219,12 @@ class Distiller:
             self.data = observations(cfg.data, self.task)
         self.best = {"proximal_fid": float("inf"), "step": -1}
         self.step = 0
+
+    shown = "loss_g"
+
+    @property
+    def desc(self) -> str:
+        return f"rsd distill ({self.task.kind})"
 
     @property
     def _gen(self) -> OneStepGenerator:
@@ -291,9 +270,6 @@ class Distiller:
         return {"loss_g": float(acc.reduce(loss_g.detach(), "mean")), "loss_fake": float(acc.reduce(loss_f.detach(), "mean")),
                 "gnorm": gnorm}
 
-    def _ema_applied(self):
-        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
-
     @torch.no_grad()
     def samples(self, n: int = 64, seed: int = 0) -> torch.Tensor:
         """``n`` one-step samples of the EMA generator ``[n, C, S, S]`` in [-1, 1] (on the CPU)."""
@@ -318,52 +294,9 @@ class Distiller:
             self.on_eval(self.step, x, fid)
         return {"proximal_fid": fid}
 
-    def train(self, resume: str | None = None, on_step=None) -> Path:
-        """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save
-        the last checkpoint and export the EMA generator; returns the export's path."""
-        from tqdm.auto import tqdm
-
-        if resume is not None:
-            path = checkpoint.resolve(resume, self.out / "checkpoints")
-            if path is not None:
-                self.load(path)
-        cfg, acc = self.cfg, self.acc
-        bar = tqdm(total=cfg.run.steps, initial=self.step, desc=f"rsd distill ({self.task.kind})", unit="step",
-                   disable=not (self.progress and acc.is_main_process))
-        start, done = time.perf_counter(), 0
-        while self.step < cfg.run.steps:
-            logs = self.train_step(self.step)
-            self.step += 1
-            done += 1
-            if self.features is not None and (self.step % cfg.select.every == 0 or self.step == cfg.run.steps):
-                logs.update(self.evaluate())
-            bar.update(1)
-            bar.set_postfix(loss_g=f"{logs['loss_g']:.4f}",
-                            img_s=f"{done * cfg.optim.batch_size * acc.num_processes / (time.perf_counter() - start):.1f}")
-            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == cfg.run.steps
-                                        or "proximal_fid" in logs):
-                with open(self.out / "log.jsonl", "a") as f:
-                    f.write(json.dumps({"step": self.step, **logs}) + "\n")
-            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
-                self.write_samples()
-            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
-                self.save()
-            if on_step is not None:
-                on_step(self.step, logs)
-        bar.close()
-        self.save()
-        return self.export()
-
-    def write_samples(self) -> Path | None:
-        x = displayable(self.samples(16))
-        if not self.acc.is_main_process:
-            return None
-        from ..data.io import image_grid, write_image
-
-        path = self.out / "samples" / f"step-{self.step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, image_grid(x))
-        return path
+    def after_step(self, logs: dict) -> None:
+        if self.features is not None and (self.step % self.cfg.select.every == 0 or self.step == self.cfg.run.steps):
+            logs.update(self.evaluate())
 
     def save(self) -> Path | None:
         self.acc.wait_for_everyone()

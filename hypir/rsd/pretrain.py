@@ -10,12 +10,11 @@ every draw comes from ``(run.seed, step, process)``), sample grids, and a one-fi
 """
 from __future__ import annotations
 
-import contextlib
-import json
-import time
 from pathlib import Path
 
 import torch
+
+from hypir_kernels import mri_further_mask
 
 from ..config import to_dict
 from ..train import checkpoint
@@ -23,10 +22,9 @@ from ..train.ema import EMA
 from ..train.trainer import derive_seed, make_accelerator
 from .config import DataConfig, PretrainConfig, TaskConfig
 from .data import Observations, corrupt, digits, folder_images
-from hypir_kernels import mri_further_mask
-
+from .loop import RunLoop
 from .objectives import ambient_inpainting_loss, ambient_tweedie_loss, fourier_ambient_loss, standard_loss
-from .teacher import build_denoiser, cond_channels, displayable, image_channels, sample, save_teacher
+from .teacher import build_denoiser, cond_channels, image_channels, sample, save_teacher
 
 
 def clean_images(data: DataConfig) -> torch.Tensor:
@@ -61,7 +59,7 @@ def task_loss(model, task: TaskConfig, y: torch.Tensor, mask: torch.Tensor | Non
     return standard_loss(model, y, generator)
 
 
-class Pretrainer:
+class Pretrainer(RunLoop):
     """Build a phase-I run from a :class:`PretrainConfig`; :meth:`train` runs it."""
 
     def __init__(self, config: PretrainConfig, accelerator=None, progress: bool = True):
@@ -86,6 +84,10 @@ class Pretrainer:
         self.named = {n: p for n, p in self._model.named_parameters()}
         self.ema = EMA(self.named, cfg.run.ema) if cfg.run.ema > 0 else None
         self.step = 0
+
+    @property
+    def desc(self) -> str:
+        return f"rsd pretrain ({self.cfg.task.kind})"
 
     @property
     def _model(self):
@@ -114,42 +116,6 @@ class Pretrainer:
             self.ema.update()
         return {"loss": float(acc.reduce(loss.detach(), "mean")), "gnorm": gnorm, "lr": self.sched.get_last_lr()[0]}
 
-    def train(self, resume: str | None = None, on_step=None) -> Path:
-        """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save
-        the last checkpoint and export the EMA teacher; returns the export's path."""
-        from tqdm.auto import tqdm
-
-        if resume is not None:
-            path = checkpoint.resolve(resume, self.out / "checkpoints")
-            if path is not None:
-                self.load(path)
-        cfg, acc = self.cfg, self.acc
-        bar = tqdm(total=cfg.run.steps, initial=self.step, desc=f"rsd pretrain ({cfg.task.kind})", unit="step",
-                   disable=not (self.progress and acc.is_main_process))
-        start, done = time.perf_counter(), 0
-        while self.step < cfg.run.steps:
-            logs = self.train_step(self.step)
-            self.step += 1
-            done += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}",
-                            img_s=f"{done * cfg.optim.batch_size * acc.num_processes / (time.perf_counter() - start):.1f}")
-            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == cfg.run.steps):
-                with open(self.out / "log.jsonl", "a") as f:
-                    f.write(json.dumps({"step": self.step, **logs}) + "\n")
-            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
-                self.write_samples()
-            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
-                self.save()
-            if on_step is not None:
-                on_step(self.step, logs)
-        bar.close()
-        self.save()
-        return self.export()
-
-    def _ema_applied(self):
-        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
-
     @torch.no_grad()
     def samples(self, n: int = 64, seed: int = 0) -> torch.Tensor:
         """``n`` samples of the EMA teacher ``[n, C, S, S]`` in [-1, 1]."""
@@ -161,17 +127,6 @@ class Pretrainer:
                        seed=seed, steps=self.cfg.run.sample_steps, device=self.device)
         model.train(was_training)
         return x
-
-    def write_samples(self) -> Path | None:
-        x = displayable(self.samples(16))
-        if not self.acc.is_main_process:
-            return None
-        from ..data.io import image_grid, write_image
-
-        path = self.out / "samples" / f"step-{self.step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, image_grid(x))
-        return path
 
     def save(self) -> Path | None:
         self.acc.wait_for_everyone()

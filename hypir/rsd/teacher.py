@@ -62,43 +62,60 @@ def displayable(x: torch.Tensor) -> torch.Tensor:
 PRECONDITIONING = "edm+seen"
 
 
-def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, task: TaskConfig, image_channels: int,
-                 size: int, **info) -> Path:
+def write_described(path: str | os.PathLike, module: torch.nn.Module, key: str, meta: dict) -> Path:
+    """``module``'s state dict and a JSON ``meta`` (under metadata ``key``) as one safetensors file,
+    written atomically (a temporary file, then a rename)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"net": asdict(net), "task": asdict(task), "image_channels": image_channels, "size": size,
-            "preconditioning": PRECONDITIONING, **info}
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"hypir_rsd_teacher": json.dumps(meta)})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(tmp),
+              metadata={key: json.dumps(meta)})
+    os.replace(tmp, path)
     return path
 
 
-def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
-    """``(model in eval mode, description)`` of a file written by :func:`save_teacher`."""
+def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, task: TaskConfig, image_channels: int,
+                 size: int, **info) -> Path:
+    meta = {"net": asdict(net), "task": asdict(task), "image_channels": image_channels, "size": size,
+            "preconditioning": PRECONDITIONING, **info}
+    return write_described(path, model, "hypir_rsd_teacher", meta)
+
+
+def read_description(path: str | os.PathLike, key: str) -> dict | None:
+    """The JSON description under metadata ``key`` of a safetensors file (``None`` when the file has
+    none); a missing or non-safetensors file is an error naming ``checkpoint``."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
     try:
         with safe_open(str(path), "pt") as f:
-            meta = (f.metadata() or {}).get("hypir_rsd_teacher")
+            meta = (f.metadata() or {}).get(key)
     except Exception as e:  # not a safetensors file at all
         raise ValueError(f"checkpoint: {str(path)!r} is not a safetensors file ({e})") from None
     if meta is None:
-        raise ValueError(f"checkpoint: {str(path)!r} is not an RSD teacher (written by `hypir rsd pretrain`)")
+        return None
     meta = json.loads(meta)
-    net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
-    task = TaskConfig(**meta["task"])
-    if task.kind == "inpainting" and meta.get("preconditioning") != PRECONDITIONING:
+    meta["net"] = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+    meta["task"] = TaskConfig(**meta["task"])
+    return meta
+
+
+def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
+    """``(model in eval mode, description)`` of a file written by :func:`save_teacher`."""
+    from safetensors.torch import load_file
+
+    meta = read_description(path, "hypir_rsd_teacher")
+    if meta is None:
+        raise ValueError(f"checkpoint: {str(path)!r} is not an RSD teacher (written by `hypir rsd pretrain`)")
+    if meta["task"].kind == "inpainting" and meta.get("preconditioning") != PRECONDITIONING:
         raise ValueError(f"checkpoint: {str(path)!r} is an inpainting teacher from before the masked preconditioning "
                          "(its samples collapse to the masked input); retrain it with `hypir rsd pretrain`")
-    model = build_denoiser(net, meta["image_channels"], cond_channels(task), meta["size"])
+    model = build_denoiser(meta["net"], meta["image_channels"], cond_channels(meta["task"]), meta["size"])
     model.load_state_dict(load_file(str(path)))
-    meta["net"], meta["task"] = net, task
     return model.eval().requires_grad_(False), meta
 
 

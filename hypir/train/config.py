@@ -15,7 +15,7 @@ from typing import Literal
 
 from hypir_kernels._checks import check_int, check_seed
 
-from ..config import apply_overrides, check_betas, check_non_negative, check_positive, load_yaml, parse
+from ..config import apply_overrides, check_betas, check_non_negative, check_positive, check_run, load_yaml, parse
 from ..data.realesrgan import DegradationConfig
 from .discriminator import BACKBONES, is_backbone, needs_weights
 
@@ -159,13 +159,7 @@ class RunConfig:
     tensorboard: bool = True  # when the tensorboard package is installed
 
     def __post_init__(self):
-        check_int("steps", self.steps, minimum=1)
-        check_seed("seed", self.seed)
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema: expected a number in [0, 1), got {self.ema!r}")
-        for name in ("log_every", "sample_every", "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=0)
-        check_int("keep_last", self.keep_last, minimum=1)
+        check_run(self)
         if self.export is not None and not self.export.endswith((".safetensors", ".pth")):
             raise ValueError(f"export: expected a .safetensors or .pth file name, got {self.export!r}")
 
