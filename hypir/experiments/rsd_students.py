@@ -13,7 +13,7 @@ and at the same steps -- outside the algorithm, which never sees a clean image -
 against clean held-out digits (the paper's Table 6 in miniature). FIDs use our digit feature network
 (not Inception; comparable only among themselves). Then ``results.json``, ``results.md``,
 ``curves.png`` (both FIDs along training) and ``grid.png`` (rows per task: teacher samples, student
-samples), and the time to draw 1000 samples with the teacher's sampler vs the student's one step.
+samples; other ``--tasks`` than the default write ``curves-<tasks>.png``, ``grid-<tasks>.png``), and the time to draw 1000 samples with the teacher's sampler vs the student's one step.
 """
 from __future__ import annotations
 
@@ -54,11 +54,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m hypir.experiments.rsd_students", description=__doc__.split("\n\n")[0])
     ap.add_argument("--teachers", default="runs/rsd-teachers")
     ap.add_argument("--out", default="runs/rsd-students")
-    ap.add_argument("--tasks", nargs="+", default=["blur", "inpainting"])
+    ap.add_argument("--tasks", nargs="+", default=["blur", "inpainting"],
+                    help="teachers to distil (teacher-<task>/ under --teachers), e.g. blur-noisy")
     ap.add_argument("--size", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--ema", type=float, default=0.99)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--samples", type=int, default=1000)
@@ -80,7 +81,7 @@ def main(argv=None) -> None:
 
     features = load_features(teachers / "features.safetensors")
     held = digits(args.size, "heldout")[0]
-    results = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    results = {}
     rows = []
     for task in args.tasks:
         cfg = student_config(task, teachers, out, args)
@@ -123,17 +124,21 @@ def main(argv=None) -> None:
         results[task] = r
         rows += [xt[:16], x[:16]]
         _log(f"{task}: {r}")
+    # merged with what other invocations (other tasks) wrote meanwhile
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    results = {**previous, **results}
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
     from ..data.io import image_grid, write_image
 
-    write_image(out / "grid.png", torch.nn.functional.interpolate(image_grid(torch.cat(rows), columns=16)[None],
+    suffix = "" if args.tasks == ["blur", "inpainting"] else "-" + "-".join(args.tasks)
+    write_image(out / f"grid{suffix}.png", torch.nn.functional.interpolate(image_grid(torch.cat(rows), columns=16)[None],
                                                                    scale_factor=2, mode="nearest")[0])
-    _plot(out, args.tasks)
+    _plot(out, args.tasks, f"curves{suffix}.png")
     lines = ["| task | FID of the corrupted data | teacher FID | student FID (selected by proximal FID, step) | "
              "best student FID (step) | student FID at step 0 | 1000 samples: teacher / student |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for task in args.tasks:
+    for task in results:
         r = results[task]
         lines.append(f"| {task} | {r['data_fid']:.1f} | {r['teacher_fid']:.1f} | {r['selected_fid']:.1f} ({r['selected_step']}) | "
                      f"{r['best_fid']:.1f} ({r['best_fid_step']}) | {r['step0_fid'] or float('nan'):.1f} | "
@@ -143,7 +148,7 @@ def main(argv=None) -> None:
     _log(f"total {time.perf_counter() - t0:.0f} s")
 
 
-def _plot(out: Path, tasks) -> None:
+def _plot(out: Path, tasks, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +169,7 @@ def _plot(out: Path, tasks) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
+    fig.savefig(out / name, dpi=120)
 
 
 if __name__ == "__main__":
