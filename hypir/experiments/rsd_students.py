@@ -75,7 +75,7 @@ def main(argv=None) -> None:
     from ..metrics.features import fid_score, load_features
     from ..rsd.data import digits
     from ..rsd.distill import Distiller, load_student, one_step_sample
-    from ..rsd.evaluate import proximal_fid
+    from ..rsd.evaluate import fid_view, proximal_fid
     from ..rsd.pretrain import observations
     from ..rsd.teacher import load_teacher, sample
 
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
         curve_path = run / "curve.jsonl"
         if not (run / "student.safetensors").is_file():
             def on_eval(step, x, prox, curve_path=curve_path):
-                true = fid_score(features, x, held)
+                true = fid_score(features, fid_view(x), held)
                 with open(curve_path, "a") as f:
                     f.write(json.dumps({"step": step, "proximal_fid": prox, "fid": true}) + "\n")
                 _log(f"{task} step {step}: proximal FID {prox:.2f}, FID vs clean held-out {true:.2f}")
@@ -113,9 +113,9 @@ def main(argv=None) -> None:
         xt, teacher_s = _timed(lambda: sample(teacher, tmeta["task"], (args.samples, 1, args.size, args.size),
                                               seed=args.seed + 7))
         data = observations(cfg.data, tmeta["task"])
-        r = {"teacher_fid": fid_score(features, xt, held), "teacher_proximal_fid": proximal_fid(features, xt, data, tmeta["task"]),
+        r = {"teacher_fid": fid_score(features, fid_view(xt), held), "teacher_proximal_fid": proximal_fid(features, xt, data, tmeta["task"]),
              "data_fid": fid_score(features, data.y, held), "student_proximal_fid": proximal_fid(features, x, data, meta["task"]),
-             "student_fid": fid_score(features, x, held),
+             "student_fid": fid_score(features, fid_view(x), held),
              "step0_fid": curve[0]["fid"] if curve[0]["step"] == 0 else None,
              "selected_step": chosen["step"], "selected_proximal_fid": chosen["proximal_fid"],
              "selected_fid": chosen["fid"], "best_fid": best_true["fid"], "best_fid_step": best_true["step"],

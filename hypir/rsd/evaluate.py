@@ -4,20 +4,49 @@ training data, which needs no clean image and is what the paper selects checkpoi
 
 Features come from a :class:`hypir.metrics.features.DigitFeatures` network (or any module with a
 ``features`` method); the FIDs are comparable only among themselves, not with Inception FIDs.
+
+MRI: samples are 2-channel complex images; :func:`fid_view` scores their magnitude (the digits'
+intensities), and the proximal FID compares zero-filled reconstructions ``|A^H y|`` of the
+samples' k-space (fresh column masks) with those of the data.
 """
 from __future__ import annotations
 
 import torch
 
+from hypir_kernels import mri_adjoint, mri_column_mask, mri_forward
+
 from ..metrics.features import fid_score
 from .config import TaskConfig
-from .data import Observations, corrupt
+from .data import Observations, coil_maps, corrupt
+from .teacher import displayable
+
+
+def fid_view(x: torch.Tensor) -> torch.Tensor:
+    """What FID features see of samples ``[N, C, S, S]``: the images, or for 2-channel complex MRI
+    samples their magnitude mapped to [-1, 1] (``|x| * 2 - 1``, the digits' scale)."""
+    return displayable(x)
+
+
+def zero_filled(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``|A^H y| * 2 - 1`` ``[N, 1, S, S]`` of multi-coil k-space ``y [N, Nc, S, S]`` (column ``mask [N, S]``)."""
+    x = mri_adjoint(y, maps.expand(y.shape[0], -1, -1, -1), mask)
+    return (x.abs()[:, None] * 2 - 1).clamp(-1, 1)
 
 
 def observe(x: torch.Tensor, task: TaskConfig, seed: int) -> torch.Tensor:
-    """``A(x) + sigma_n e`` for the task, with fresh draws from ``seed`` (new masks for inpainting)."""
+    """``A(x) + sigma_n e`` for the task, with fresh draws from ``seed`` (new masks for inpainting;
+    for MRI the zero-filled reconstruction under fresh column masks)."""
     if task.kind == "clean":
         return x
+    if task.kind == "mri":
+        if x.shape[1] != 2:
+            raise ValueError(f"x: expected 2-channel complex MRI samples [N, 2, S, S], got {tuple(x.shape)}")
+        n, size = x.shape[0], x.shape[-1]
+        maps = coil_maps(task.coils, size)
+        mask = mri_column_mask(n, size, task.acceleration, seed, center_fraction=task.center_fraction,
+                               offsets=list(range(n)))
+        xc = torch.view_as_complex(x.float().permute(0, 2, 3, 1).contiguous())
+        return zero_filled(mri_forward(xc, maps.expand(n, -1, -1, -1), mask), maps, mask)
     return corrupt(x, task.kind, task.sigma_n, seed=seed, keep=task.keep, blur_sigma=task.blur_sigma,
                    blur_size=task.blur_size, sr_factor=task.sr_factor).y
 
@@ -26,4 +55,5 @@ def proximal_fid(net, samples: torch.Tensor, data: Observations, task: TaskConfi
     """FID between the samples seen through the task's corruption and the observations."""
     if data.task != task.kind:
         raise ValueError(f"data: observations of task {data.task!r}, but task.kind is {task.kind!r}")
-    return fid_score(net, observe(samples, task, seed), data.y)
+    reference = zero_filled(data.y, data.maps, data.mask) if task.kind == "mri" else data.y
+    return fid_score(net, observe(samples, task, seed), reference)

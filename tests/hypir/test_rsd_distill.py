@@ -78,17 +78,19 @@ def test_resume_is_bit_for_bit(tmp_path, teachers):
     assert ea.keys() == eb.keys() and all(torch.equal(ea[k], eb[k]) for k in ea)
 
 
-def test_proximal_fid_selection_exports_the_best_step(tmp_path, teachers):
+@pytest.mark.parametrize("task", ["blur", "mri"])  # MRI: zero-filled reconstructions are compared
+def test_proximal_fid_selection_exports_the_best_step(tmp_path, teachers, task):
     from hypir.metrics.features import DigitFeatures, save_features
 
     torch.manual_seed(0)
     save_features(DigitFeatures(width=8), tmp_path / "f.safetensors", accuracy=0.0, size=16)  # random weights suffice
     seen = []
-    d = Distiller(tiny(teachers["blur"], tmp_path / "run", **{"run.steps": 4, "select.every": 2,
+    d = Distiller(tiny(teachers[task], tmp_path / "run", **{"run.steps": 4, "select.every": 2,
                                                               "select.features": str(tmp_path / "f.safetensors")}),
                   progress=False, on_eval=lambda step, x, fid: seen.append((step, x.shape, fid)))
     d.train()
-    assert [s for s, _, _ in seen] == [2, 4] and all(shape == (16, 1, 16, 16) for _, shape, _ in seen)
+    channels = 2 if task == "mri" else 1
+    assert [s for s, _, _ in seen] == [2, 4] and all(shape == (16, channels, 16, 16) for _, shape, _ in seen)
     best = min(seen, key=lambda r: r[2])
     assert d.best == {"proximal_fid": best[2], "step": best[0]}
     _, meta = load_student(tmp_path / "run" / "student-best.safetensors")

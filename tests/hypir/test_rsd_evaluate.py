@@ -27,3 +27,21 @@ def test_observe_draws_fresh_masks():
     a, b = observe(x, task, seed=1), observe(x, task, seed=2)
     assert not torch.equal(a == 0, b == 0)
     assert torch.equal(observe(x, TaskConfig(kind="clean"), 0), x)
+
+
+def test_mri_samples_are_scored_by_magnitude_and_zero_filled_reconstructions(digit_features):
+    from hypir.rsd.data import complex_images, corrupt_mri
+    from hypir.rsd.evaluate import fid_view
+
+    net, _ = digit_features
+    task = TaskConfig(kind="mri", acceleration=4, coils=4)
+    data = corrupt_mri(digits(16, "train")[0][:1000], 4, seed=0, coils=4)
+    held = digits(16, "heldout")[0]
+    as_samples = torch.view_as_real(complex_images(held, seed=5)).permute(0, 3, 1, 2)  # [N, 2, S, S]
+    torch.testing.assert_close(fid_view(as_samples), held, atol=1e-5, rtol=0)  # magnitude, digits' scale
+    good = proximal_fid(net, as_samples, data, task)
+    inverted = torch.view_as_real(complex_images(-held, seed=5)).permute(0, 3, 1, 2)
+    noise = torch.randn_like(as_samples) * 0.5
+    assert good < proximal_fid(net, inverted, data, task) and good < proximal_fid(net, noise, data, task)
+    with pytest.raises(ValueError, match=r"^x: expected 2-channel"):
+        observe(held, task, 0)
