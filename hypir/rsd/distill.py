@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from hypir_kernels import bernoulli_mask, mri_adjoint, mri_column_mask, mri_forward, mri_further_mask
+from hypir_kernels._checks import check_int
 from hypir_kernels.operators import Blur, Downsample
 
 from ..config import to_dict
@@ -176,6 +177,9 @@ def is_student(path) -> bool:
 @torch.no_grad()
 def one_step_sample(gen: OneStepGenerator, shape, seed: int = 0, device="cpu", batch: int = 256) -> torch.Tensor:
     """``shape = (N, C, S, S)`` one-step samples in [-1, 1] (``z`` from ``seed``, generated in batches)."""
+    if not (len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise ValueError(f"shape: expected (N, C, S, S) of positive ints, got {tuple(shape)!r}")
+    check_int("batch", batch, minimum=1)
     z = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     return torch.cat([gen(z[i:i + batch].to(device)).float().cpu() for i in range(0, shape[0], batch)]).clamp(-1, 1)
 

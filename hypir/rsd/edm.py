@@ -61,6 +61,13 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Te
 def masked_loss_weight(sigma: torch.Tensor, seen: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
     """Per-pixel weight for a denoiser called with ``seen``: ``lambda(sigma)`` where seen, ``1 / sigma_data^2``
     where not (``sigma`` ``[B]``, ``seen`` 0/1 broadcastable to ``[B, C, H, W]``)."""
+    if not (torch.is_tensor(sigma) and sigma.dim() == 1 and sigma.is_floating_point()
+            and bool(torch.all((sigma > 0) & torch.isfinite(sigma)))):
+        raise ValueError(f"sigma: expected a [B] tensor of positive finite noise levels, got "
+                         f"{tuple(sigma.shape) if torch.is_tensor(sigma) else type(sigma).__name__}")
+    if not (torch.is_tensor(seen) and seen.dim() == 4 and seen.shape[0] == sigma.shape[0]):
+        raise ValueError(f"seen: expected a 0/1 [{sigma.shape[0]}, C, H, W] tensor, got "
+                         f"{tuple(seen.shape) if torch.is_tensor(seen) else type(seen).__name__}")
     lam = loss_weight(sigma, sigma_data).view(-1, 1, 1, 1)
     return seen * lam + (1 - seen) / sigma_data**2
 

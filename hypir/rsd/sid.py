@@ -24,6 +24,8 @@ ALPHA, T_MAX, SIGMA_INIT = 1.2, 0.8, 2.5
 def sid_sigmas(batch: int, generator: torch.Generator, t_max: float = T_MAX) -> torch.Tensor:
     """``[batch]`` noise levels ``sigma(t)`` of the rho-7 schedule, ``t ~ U[0, t_max]`` counted from
     ``sigma_min`` (SiD's ``tmax = 800`` of 1000): ``sigma in [0.002, ~24.4]`` at ``t_max = 0.8``."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise ValueError(f"batch: expected an int >= 0, got {batch!r}")
     if not 0 < t_max <= 1:
         raise ValueError(f"t_max: expected a number in (0, 1], got {t_max!r}")
     t = torch.rand(batch, generator=generator, dtype=torch.float64) * t_max

@@ -60,6 +60,8 @@ def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, ta
     assert meta["task"].kind == task and meta["sigma_init"] == 2.5
     x = one_step_sample(gen, (5, d.image_channels, 16, 16), seed=1)
     assert x.shape == (5, d.image_channels, 16, 16) and torch.isfinite(x).all() and x.abs().max() <= 1
+    with pytest.raises(ValueError, match="^shape"):
+        one_step_sample(gen, (0, d.image_channels, 16, 16))
     # the export is the EMA generator
     k = next(iter(d.ema.state_dict()))
     assert torch.equal(gen.state_dict()[k], d.ema.state_dict()[k])

@@ -153,3 +153,10 @@ def test_ambient_tweedie_sampler_truncates_at_the_data_noise():
     mean, cov = _moments(ambient_tweedie_sample(_vectorised, noise, sigma_n, steps=steps, truncate=False))
     torch.testing.assert_close(cov, COV, atol=0.005, rtol=0.07)
     assert float((cov - want).abs().max()) > 0.01  # and the two differ: truncation did stop early
+
+
+def test_masked_loss_weight_names_bad_arguments():
+    with pytest.raises(ValueError, match="^sigma: expected a"):
+        masked_loss_weight(torch.tensor([0.0, 1.0]), torch.ones(2, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"^seen: expected a 0/1 \[2, C, H, W\]"):
+        masked_loss_weight(torch.tensor([0.5, 1.0]), torch.ones(3, 1, 2, 2))

@@ -52,3 +52,14 @@ def test_generator_gradient_points_at_the_teacher(scale, sign):
                           g).mean()
     grad = torch.autograd.grad(loss, gen.u)[0]
     assert sign * float(grad[0]) > 0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="^batch"):
+        sid_sigmas(-1, torch.Generator())
+    with pytest.raises(ValueError, match="^real: expected a float or complex"):
+        sid_loss(torch.zeros(0, 2), torch.zeros(0, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="^real: expected the shape and dtype of w"):
+        sid_loss(torch.zeros(1, 2), torch.zeros(2, 2), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="^alpha"):
+        sid_loss(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 2), alpha=float("nan"))
