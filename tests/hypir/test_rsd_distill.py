@@ -21,10 +21,11 @@ def teachers(tmp_path_factory):
     """A 3-step tiny teacher per task (weights random-ish, shapes and metadata real)."""
     root = tmp_path_factory.mktemp("teachers")
     out = {}
-    for task in ("blur", "inpainting", "mri"):
-        cfg = load_pretrain_config(CONFIGS / f"rsd-{task}-tiny.yaml", {
+    for task in ("blur", "inpainting", "mri", "blur-noisy", "inpainting-noisy"):
+        kind, _, noisy = task.partition("-")
+        cfg = load_pretrain_config(CONFIGS / f"rsd-{kind}-tiny.yaml", {
             "run.output_dir": str(root / task), "run.steps": 3, "run.checkpoint_every": 0, "run.sample_every": 0,
-            "data.limit": 32, "optim.batch_size": 4})
+            "data.limit": 32, "optim.batch_size": 4, "task.sigma_n": 0.2 if noisy else 0.0})
         out[task] = Pretrainer(cfg, progress=False).train()
     return out
 
@@ -65,6 +66,38 @@ def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, ta
     # the export is the EMA generator
     k = next(iter(d.ema.state_dict()))
     assert torch.equal(gen.state_dict()[k], d.ema.state_dict()[k])
+
+
+@pytest.mark.parametrize("task", ["blur-noisy", "inpainting-noisy"])
+def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, teachers, task, monkeypatch):
+    """sigma_n = 0.2: the fake score learns from A(G(z)) + sigma_n e (masked after the noise, as the
+    data was made), and the student carries the noisy task."""
+    import hypir.rsd.distill as distill
+
+    torch.set_num_threads(1)
+    seen = []
+    real_loss = distill.task_loss
+
+    def recording(model, t, w, mask, *rest):
+        seen.append((w.detach().clone(), None if mask is None else mask.clone()))
+        return real_loss(model, t, w, mask, *rest)
+
+    monkeypatch.setattr(distill, "task_loss", recording)
+    d = Distiller(tiny(teachers[task], tmp_path / task), progress=False)
+    assert d.task.sigma_n == 0.2
+    x = d._gen(torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))).detach()
+    d.view.fake_loss(d.fake, x, 5, torch.Generator().manual_seed(1))
+    w, mask = seen[-1]
+    clean, _ = d.view.observe(x, 5)
+    residual = w - clean
+    if mask is not None:
+        assert torch.equal(w * (1 - mask), torch.zeros_like(w))  # unobserved pixels stay zero
+        residual = residual[mask.expand_as(w) > 0]
+    assert float(residual.std()) == pytest.approx(0.2, rel=0.1)
+    path = d.train()
+    gen, meta = load_student(path)
+    assert meta["task"].sigma_n == 0.2 and meta["task"].kind == task.split("-")[0]
+    assert torch.isfinite(one_step_sample(gen, (3, 1, 16, 16), seed=2)).all()
 
 
 def test_resume_is_bit_for_bit(tmp_path, teachers):

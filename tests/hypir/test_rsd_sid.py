@@ -54,6 +54,26 @@ def test_generator_gradient_points_at_the_teacher(scale, sign):
     assert sign * float(grad[0]) > 0
 
 
+def test_a_noisy_teacher_is_never_queried_below_the_data_noise():
+    """An Ambient-Tweedie teacher was trained only at sigma >= sigma_n: the generator step clips there
+    (and the clipped levels still vary above it)."""
+    asked = []
+
+    def recording(w_t, sigma):
+        asked.append(sigma.clone())
+        return w_t * 0.5
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 4, generator=g)
+    generator_loss(theory.MatrixView(torch.eye(4), sigma_n=0.2), recording, recording, x, 0, g)
+    sigma = torch.cat(asked)
+    assert float(sigma.min()) == pytest.approx(0.2) and float(sigma.max()) > 10
+    assert 0.28 < float((sigma == 0.2).float().mean()) < 0.38  # 33 % of t in [0, 0.8] fall below 0.2
+    asked.clear()
+    generator_loss(theory.MatrixView(torch.eye(4)), recording, recording, x, 0, g)
+    assert float(torch.cat(asked).min()) < 0.01
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="^batch"):
         sid_sigmas(-1, torch.Generator())
