@@ -314,7 +314,8 @@ def rsd_sample_main(args) -> int:
     if args.save_tensor:
         torch.save(x.cpu(), args.save_tensor)
     what = "one-step student" if student else "teacher"
-    print(f"hypir: {args.n} samples of the {meta['task'].kind} {what} in {out}", file=sys.stderr)
+    noise = f" (data noise sigma_n {meta['task'].sigma_n:g})" if meta["task"].sigma_n > 0 else ""
+    print(f"hypir: {args.n} samples of the {meta['task'].kind} {what}{noise} in {out}", file=sys.stderr)
     return 0
 
 

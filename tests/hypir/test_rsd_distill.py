@@ -69,7 +69,7 @@ def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, ta
 
 
 @pytest.mark.parametrize("task", ["blur-noisy", "inpainting-noisy"])
-def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, teachers, task, monkeypatch):
+def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, teachers, task, monkeypatch, capsys):
     """sigma_n = 0.2: the fake score learns from A(G(z)) + sigma_n e (masked after the noise, as the
     data was made), and the student carries the noisy task."""
     import hypir.rsd.distill as distill
@@ -98,6 +98,8 @@ def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, t
     gen, meta = load_student(path)
     assert meta["task"].sigma_n == 0.2 and meta["task"].kind == task.split("-")[0]
     assert torch.isfinite(one_step_sample(gen, (3, 1, 16, 16), seed=2)).all()
+    assert main(["rsd", "sample", "--checkpoint", str(path), "--n", "2", "-o", str(tmp_path / "g.png")]) == 0
+    assert "one-step student (data noise sigma_n 0.2)" in capsys.readouterr().err
 
 
 def test_resume_is_bit_for_bit(tmp_path, teachers):
