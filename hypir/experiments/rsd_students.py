@@ -75,7 +75,7 @@ def main(argv=None) -> None:
     from ..metrics.features import fid_score, load_features
     from ..rsd.data import digits
     from ..rsd.distill import Distiller, load_student, one_step_sample
-    from ..rsd.evaluate import fid_view, proximal_fid
+    from ..rsd.evaluate import data_view, fid_view, proximal_fid
     from ..rsd.pretrain import observations
     from ..rsd.teacher import load_teacher, sample
 
@@ -114,7 +114,7 @@ def main(argv=None) -> None:
                                               seed=args.seed + 7))
         data = observations(cfg.data, tmeta["task"])
         r = {"teacher_fid": fid_score(features, fid_view(xt), held), "teacher_proximal_fid": proximal_fid(features, xt, data, tmeta["task"]),
-             "data_fid": fid_score(features, data.y, held), "student_proximal_fid": proximal_fid(features, x, data, meta["task"]),
+             "data_fid": fid_score(features, data_view(data), held), "student_proximal_fid": proximal_fid(features, x, data, meta["task"]),
              "student_fid": fid_score(features, fid_view(x), held),
              "step0_fid": curve[0]["fid"] if curve[0]["step"] == 0 else None,
              "selected_step": chosen["step"], "selected_proximal_fid": chosen["proximal_fid"],
@@ -122,7 +122,7 @@ def main(argv=None) -> None:
              "final_fid": scored[-1]["fid"], "one_step_seconds": one_step_s, "teacher_sampler_seconds": teacher_s,
              "samples": args.samples, "steps": args.steps, "lr": args.lr, "batch": args.batch}
         results[task] = r
-        rows += [xt[:16], x[:16]]
+        rows += [fid_view(xt)[:16], fid_view(x)[:16]]
         _log(f"{task}: {r}")
     # merged with what other invocations (other tasks) wrote meanwhile
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}

@@ -24,9 +24,11 @@ NOISE = 0.2  # "<task>-noisy": the task with measurement noise sigma_n = 0.2 (th
 
 
 def task_of(name: str) -> dict:
-    """``blur`` -> the blur task; ``blur-noisy`` -> the blur task with ``sigma_n = 0.2``."""
+    """``blur`` -> the blur task; ``blur-noisy`` -> the blur task with ``sigma_n = 0.2``; ``mri`` ->
+    4-coil MRI at R = 4 with 2 of the 16 columns as the fully sampled centre."""
     kind, _, noisy = name.partition("-")
-    return {"kind": kind, "sigma_n": NOISE if noisy == "noisy" else 0.0}
+    return {"kind": kind, "sigma_n": NOISE if noisy == "noisy" else 0.0,
+            **({"center_fraction": 0.125} if kind == "mri" else {})}
 
 
 def _log(msg: str) -> None:
@@ -58,7 +60,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--tasks", nargs="+", default=list(TEACHERS),
-                    help="teachers to train: clean, blur, inpainting, and <task>-noisy for sigma_n = 0.2")
+                    help="teachers to train: clean, blur, inpainting, mri, and <task>-noisy for sigma_n = 0.2")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,7 +70,7 @@ def main(argv=None) -> None:
 
     from ..metrics.features import fid_score, load_features, save_features, train_digit_features
     from ..rsd.data import digits
-    from ..rsd.evaluate import proximal_fid
+    from ..rsd.evaluate import data_view, fid_view, proximal_fid
     from ..rsd.pretrain import Pretrainer, observations
     from ..rsd.teacher import load_teacher, sample
 
@@ -96,13 +98,14 @@ def main(argv=None) -> None:
         x = sample(model, meta["task"], (args.samples, 1, args.size, args.size), seed=args.seed + 7, progress=True)
         seconds = time.perf_counter() - t
         data = observations(cfg.data, cfg.task)
-        r = {"fid_vs_clean_heldout": fid_score(features, x, held), "sample_seconds": seconds, "steps": args.steps}
+        r = {"fid_vs_clean_heldout": fid_score(features, fid_view(x), held), "sample_seconds": seconds,
+             "steps": args.steps}
         if task != "clean":
             r["proximal_fid"] = proximal_fid(features, x, data, cfg.task)
-            r["data_fid_vs_clean_heldout"] = fid_score(features, data.y, held)  # the corrupted data itself
-            rows.append(data.y[:16])
+            r["data_fid_vs_clean_heldout"] = fid_score(features, data_view(data), held)  # the corrupted data itself
+            rows.append(data_view(data)[:16])
         results[task] = r
-        rows.append(x[:16])
+        rows.append(fid_view(x)[:16])
         _log(f"{task}: {r}")
     (out / "results.json").write_text(json.dumps(results, indent=1))
 

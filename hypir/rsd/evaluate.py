@@ -33,6 +33,12 @@ def zero_filled(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
     return (x.abs()[:, None] * 2 - 1).clamp(-1, 1)
 
 
+def data_view(data: Observations) -> torch.Tensor:
+    """What FID features see of the observations ``[N, C, S, S]``: the corrupted images, or for MRI
+    the zero-filled magnitudes ``|A^H y| * 2 - 1`` (``[N, 1, S, S]``)."""
+    return zero_filled(data.y, data.maps, data.mask) if data.task == "mri" else data.y
+
+
 def observe(x: torch.Tensor, task: TaskConfig, seed: int) -> torch.Tensor:
     """``A(x) + sigma_n e`` for the task, with fresh draws from ``seed`` (new masks for inpainting;
     for MRI the zero-filled reconstruction under fresh column masks)."""
@@ -55,5 +61,4 @@ def proximal_fid(net, samples: torch.Tensor, data: Observations, task: TaskConfi
     """FID between the samples seen through the task's corruption and the observations."""
     if data.task != task.kind:
         raise ValueError(f"data: observations of task {data.task!r}, but task.kind is {task.kind!r}")
-    reference = zero_filled(data.y, data.maps, data.mask) if task.kind == "mri" else data.y
-    return fid_score(net, observe(samples, task, seed), reference)
+    return fid_score(net, observe(samples, task, seed), data_view(data))

@@ -4,7 +4,7 @@ import torch
 
 from hypir.rsd.config import TaskConfig
 from hypir.rsd.data import corrupt, digits
-from hypir.rsd.evaluate import observe, proximal_fid
+from hypir.rsd.evaluate import data_view, observe, proximal_fid
 
 
 @pytest.mark.parametrize("kind", ["blur", "inpainting"])
@@ -45,3 +45,10 @@ def test_mri_samples_are_scored_by_magnitude_and_zero_filled_reconstructions(dig
     assert good < proximal_fid(net, inverted, data, task) and good < proximal_fid(net, noise, data, task)
     with pytest.raises(ValueError, match=r"^x: expected 2-channel"):
         observe(held, task, 0)
+    # the observations as features see them: zero-filled magnitudes, blurred in an R = 4 MRI way
+    seen = data_view(data)
+    assert seen.shape == (1000, 1, 16, 16) and seen.min() >= -1 and seen.max() <= 1
+    clean = digits(16, "train")[0][:1000]
+    assert 0 < float((seen - clean).abs().mean()) < 0.5
+    blurred = corrupt(clean[:8], "blur", 0.0, seed=0)
+    assert data_view(blurred) is blurred.y
