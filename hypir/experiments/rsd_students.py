@@ -108,10 +108,10 @@ def main(argv=None) -> None:
         best_true = min(scored, key=lambda r: r["fid"])
         student, meta = load_student(run / "student-best.safetensors")
         # the teacher's samples as hypir.experiments.rsd_teachers drew them (seed 7): the same teacher FID
-        x, one_step_s = _timed(lambda: one_step_sample(student, (args.samples, 1, args.size, args.size), seed=7))
+        shape = (args.samples, meta["image_channels"], args.size, args.size)
+        x, one_step_s = _timed(lambda: one_step_sample(student, shape, seed=7))
         teacher, tmeta = load_teacher(cfg.teacher)
-        xt, teacher_s = _timed(lambda: sample(teacher, tmeta["task"], (args.samples, 1, args.size, args.size),
-                                              seed=args.seed + 7))
+        xt, teacher_s = _timed(lambda: sample(teacher, tmeta["task"], shape, seed=args.seed + 7))
         data = observations(cfg.data, tmeta["task"])
         r = {"teacher_fid": fid_score(features, fid_view(xt), held), "teacher_proximal_fid": proximal_fid(features, xt, data, tmeta["task"]),
              "data_fid": fid_score(features, data_view(data), held), "student_proximal_fid": proximal_fid(features, x, data, meta["task"]),

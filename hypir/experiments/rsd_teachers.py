@@ -95,7 +95,8 @@ def main(argv=None) -> None:
         _log(f"teacher {task} ready ({time.perf_counter() - t0:.0f} s)")
         model, meta = load_teacher(path)
         t = time.perf_counter()
-        x = sample(model, meta["task"], (args.samples, 1, args.size, args.size), seed=args.seed + 7, progress=True)
+        x = sample(model, meta["task"], (args.samples, meta["image_channels"], args.size, args.size), seed=args.seed + 7,
+                   progress=True)
         seconds = time.perf_counter() - t
         data = observations(cfg.data, cfg.task)
         r = {"fid_vs_clean_heldout": fid_score(features, fid_view(x), held), "sample_seconds": seconds,
