@@ -4,6 +4,7 @@ and FIDs of their samples against clean held-out digits with a feature network t
 
     pip install scikit-learn matplotlib
     python -m hypir.experiments.rsd_teachers --out runs/rsd-teachers
+    python -m hypir.experiments.rsd_teachers --out runs/rsd-teachers --tasks blur-noisy inpainting-noisy mri
 
 Stages (each skipped when its output exists): ``features.safetensors`` (the digit classifier whose
 128-d features FID uses; its held-out accuracy is reported), one ``hypir rsd pretrain`` run per
