@@ -36,6 +36,10 @@ def zero_filled(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
 def data_view(data: Observations) -> torch.Tensor:
     """What FID features see of the observations ``[N, C, S, S]``: the corrupted images, or for MRI
     the zero-filled magnitudes ``|A^H y| * 2 - 1`` (``[N, 1, S, S]``)."""
+    if not isinstance(data, Observations):
+        raise ValueError(f"data: expected hypir.rsd.data.Observations, got {type(data).__name__}")
+    if data.task == "mri" and (data.maps is None or data.mask is None):
+        raise ValueError("data: MRI observations need their coil maps and column masks")
     return zero_filled(data.y, data.maps, data.mask) if data.task == "mri" else data.y
 
 

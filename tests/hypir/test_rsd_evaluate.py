@@ -52,3 +52,7 @@ def test_mri_samples_are_scored_by_magnitude_and_zero_filled_reconstructions(dig
     assert 0 < float((seen - clean).abs().mean()) < 0.5
     blurred = corrupt(clean[:8], "blur", 0.0, seed=0)
     assert data_view(blurred) is blurred.y
+    with pytest.raises(ValueError, match="^data: expected hypir.rsd.data.Observations"):
+        data_view(blurred.y)
+    with pytest.raises(ValueError, match="^data: MRI observations need"):
+        data_view(type(data)(data.y, None, "mri", 0.0, data.maps))
