@@ -11,6 +11,11 @@ e.g. ``python setup.py build_ext --inplace``). Steps, each in its own process wi
 4. the GPU benchmarks (``pytest benchmarks -m gpu --benchmark-only``): every pytest-benchmark
    group is reported with each entry's median and its ratio to the group's ``ours`` entry.
 
+The steps run in the order 1, 2, 4, 3: the GPU numbers before the longest and least GPU-specific
+step. A step past its time limit (``--step-timeout``, or ``--timeout NAME=SECONDS`` for one step)
+gets SIGINT first, so pytest still prints its counts so far and pytest-benchmark still writes
+what it measured, and is killed with its whole process group 30 s later.
+
 Writes ``DIR/gpu-check.md`` (one report) and ``DIR/gpu-check.json`` (device, versions, per-step
 pass/fail counts and wall time, benchmark medians and ratios) plus each step's log. Exit status
 0 when every step passed. Without a CUDA device it refuses unless ``--allow-cpu`` (the same steps
@@ -23,6 +28,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +41,7 @@ _SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|
 class Step:
     name: str
     command: list[str]
+    env: dict = field(default_factory=dict, repr=False)  # added to the environment for this step only
     returncode: int | None = None
     seconds: float = 0.0
     counts: dict = field(default_factory=dict)
@@ -56,19 +63,30 @@ def pytest_counts(output: str) -> dict:
     return counts
 
 
-def run_step(step: Step, out_dir: str, timeout: float, env: dict) -> Step:
+def run_step(step: Step, out_dir: str, timeout: float, grace: float = 30.0) -> Step:
+    """Run ``step`` with its output in ``out_dir/<name>.log``; past ``timeout`` seconds SIGINT (pytest
+    then reports what ran), past ``timeout + grace`` SIGKILL to the step's whole process group."""
     log = os.path.join(out_dir, f"{step.name}.log")
     t0 = time.perf_counter()
-    try:
-        res = subprocess.run(step.command, capture_output=True, text=True, timeout=timeout, env=env)
-        output, step.returncode = res.stdout + res.stderr, res.returncode
-    except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        step.returncode, step.timed_out = 124, True
+    with open(log, "w+") as f:
+        f.write(" ".join(step.command) + "\n\n")
+        f.flush()
+        proc = subprocess.Popen(step.command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **step.env},
+                                start_new_session=True)
+        try:
+            step.returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            step.timed_out = True
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            step.returncode = 124
+        f.seek(0)
+        step.counts = pytest_counts(f.read())
     step.seconds = time.perf_counter() - t0
-    step.counts = pytest_counts(output)
-    with open(log, "w") as f:
-        f.write(" ".join(step.command) + "\n\n" + output)
     return step
 
 
@@ -122,7 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-suite", action="store_true", help="only the gpu tests and the benchmarks")
     p.add_argument("--workers", type=int, default=None, help="pytest-xdist workers for the full suite (default: cores / 2, max 8)")
     p.add_argument("--step-timeout", type=float, default=420, help="seconds per step")
+    p.add_argument("--timeout", action="append", default=[], metavar="NAME=SECONDS",
+                   help="time limit of one step (gpu-tests, gpu-benchmarks, full-suite); repeatable")
     a = p.parse_args(argv)
+    timeouts = {}
+    for item in a.timeout:
+        name, _, seconds = item.partition("=")
+        if name not in ("gpu-tests", "gpu-benchmarks", "full-suite") or not re.fullmatch(r"\d+(\.\d*)?", seconds):
+            p.error(f"--timeout takes NAME=SECONDS with NAME one of gpu-tests, gpu-benchmarks, full-suite; got {item!r}")
+        timeouts[name] = float(seconds)
 
     import torch
 
@@ -136,21 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         env_info["capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
     py = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra"]
-    steps = [Step("gpu-tests", py + ["-m", "gpu", "--benchmark-skip", *a.tests])]
-    env = dict(os.environ)
+    bench_json = os.path.join(a.out, "benchmarks.json")
+    steps = [Step("gpu-tests", py + ["-m", "gpu", "--benchmark-skip", *a.tests]),
+             Step("gpu-benchmarks", py + ["-m", "gpu", "--benchmark-only", f"--benchmark-json={bench_json}", *a.benchmarks])]
     if not a.skip_suite:
-        suite = py + ["--benchmark-skip", *a.tests]
+        suite, suite_env = py + ["--benchmark-skip", *a.tests], {}
         cores = os.cpu_count() or 1
         workers = a.workers if a.workers is not None else min(8, max(1, cores // 2))
         if workers > 1 and importlib.util.find_spec("xdist") is not None:
             suite[3:3] = ["-n", str(workers)]
-            env["OMP_NUM_THREADS"] = str(max(1, cores // workers))  # no oversubscription
-        steps.append(Step("full-suite", suite))
-    bench_json = os.path.join(a.out, "benchmarks.json")
-    steps.append(Step("gpu-benchmarks", py + ["-m", "gpu", "--benchmark-only", f"--benchmark-json={bench_json}", *a.benchmarks]))
+            suite_env["OMP_NUM_THREADS"] = str(max(1, cores // workers))  # no oversubscription
+        steps.append(Step("full-suite", suite, suite_env))
     for step in steps:
         print(f"gpu_check: {step.name} ...", flush=True)
-        run_step(step, a.out, a.step_timeout, env)
+        run_step(step, a.out, timeouts.get(step.name, a.step_timeout))
         print(f"gpu_check: {step.name}: {'pass' if step.ok else 'FAIL'} {step.counts} in {step.seconds:.0f} s", flush=True)
     groups = benchmark_groups(bench_json)
     report = {"environment": env_info, "steps": [dict(asdict(s), ok=s.ok) for s in steps], "benchmarks": groups,

@@ -47,10 +47,26 @@ def test_end_to_end_on_the_cpu_writes_both_reports(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     report = json.loads((tmp_path / "gpu-check.json").read_text())
-    assert report["passed"] and [s["name"] for s in report["steps"]] == ["gpu-tests", "full-suite", "gpu-benchmarks"]
-    suite = report["steps"][1]
+    assert report["passed"] and [s["name"] for s in report["steps"]] == ["gpu-tests", "gpu-benchmarks", "full-suite"]
+    suite = report["steps"][2]
     assert suite["counts"]["passed"] >= 3 and not suite["counts"].get("failed")
     assert report["environment"]["torch"] == torch.__version__
     md = (tmp_path / "gpu-check.md").read_text()
     assert "| full-suite | pass |" in md and "attention(backend='auto')" in md
     assert (tmp_path / "full-suite.log").read_text().startswith(sys.executable)
+
+
+def test_a_step_past_its_limit_still_reports_what_ran(tmp_path):
+    """SIGINT first: pytest prints its counts so far (a plain kill would leave none)."""
+    (tmp_path / "test_slow.py").write_text("import time\n\ndef test_quick():\n    pass\n\n"
+                                           "def test_slow():\n    time.sleep(120)\n")
+    step = gpu_check.Step("slow", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_slow.py")])
+    gpu_check.run_step(step, str(tmp_path), timeout=8, grace=20)
+    assert step.timed_out and step.returncode == 124 and step.seconds < 60
+    assert step.counts.get("passed") == 1, (tmp_path / "slow.log").read_text()
+
+
+def test_timeout_option_names_the_step(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--out", str(tmp_path), "--allow-cpu", "--timeout", "suite=10"])
+    assert "--timeout takes NAME=SECONDS" in capsys.readouterr().err
