@@ -53,7 +53,7 @@ inline blend::Geometry blend_geometry(const at::Tensor& tiles, const at::Tensor&
   TORCH_CHECK_VALUE(tiles.dim() == 5, "tiles: expected [B, N, C, TH, TW], got ", tiles.dim(),
                     " dims");
   TORCH_CHECK_VALUE(out_h > 0 && out_w > 0, "height/width: must be positive");
-  TORCH_CHECK_VALUE(weight >= 0 && weight <= 3, "weight: unknown weight code ", weight);
+  TORCH_CHECK_VALUE(weight >= 0 && weight < hk::blend::kNumWeights, "weight: unknown weight code ", weight);
   const int64_t TH = tiles.size(3), TW = tiles.size(4);
   TORCH_CHECK_VALUE(TH > 0 && TW > 0, "tiles: empty tile size");
   check_axis(ys, "ys", TH, out_h);

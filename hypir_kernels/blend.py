@@ -162,7 +162,9 @@ def blend_tiles(
             pairs (use that form under ``torch.compile(fullgraph=True)``).
         height, width: input image size; the output is ``height*scale`` x ``width*scale``.
         weight: ``"gaussian"`` (std 0.1 tile, symmetric in x and y), ``"linear"`` (ramp over the
-            overlap), ``"cosine"`` (sin^2 ramp over the overlap) or ``"uniform"``.
+            overlap), ``"cosine"`` (sin^2 ramp over the overlap), ``"uniform"``, or
+            ``"gaussian_released"`` (the released HYPIR's: the same Gaussian, its y centre at
+            ``th / 2`` instead of ``(th - 1) / 2``).
         scale: output pixels per input pixel.
 
     Returns:

@@ -66,6 +66,33 @@ def test_backends_match_reference_fp32(H, W, tile, stride, weight):
     assert outs["reference"].shape == (2, 2, H, W)
 
 
+def _released_accumulate(tiles, origins, H, W, tile):
+    """The released HYPIR's tiled blend written out: out += w * tile, count += w, out / count, with
+    w = outer(gy, gx), gx centred at (tile - 1) / 2, gy at tile / 2, both std 0.1 tile."""
+    p = torch.arange(tile, dtype=torch.float64)
+    gx = torch.exp(-((p - (tile - 1) / 2) ** 2) / tile**2 / 0.02)
+    gy = torch.exp(-((p - tile / 2) ** 2) / tile**2 / 0.02)
+    w = gy[:, None] * gx[None, :]
+    out = torch.zeros(tiles.shape[0], tiles.shape[2], H, W, dtype=torch.float64)
+    count = torch.zeros(H, W, dtype=torch.float64)
+    for n, (y, x) in enumerate(origins.tolist()):
+        out[:, :, y : y + tile, x : x + tile] += w * tiles[:, n].double()
+        count[y : y + tile, x : x + tile] += w
+    return out / count
+
+
+@pytest.mark.parametrize("H,W,tile,stride", [(40, 37, 16, 12), (26, 26, 10, 3), (96, 128, 64, 32)])
+def test_gaussian_released_is_the_released_blend(H, W, tile, stride):
+    o = hk.plan_tiles(H, W, tile, stride)
+    tiles = torch.randn(1, o.shape[0], 2, tile, tile)
+    expected = _released_accumulate(tiles, o, H, W, tile).float()
+    outs = compare_backends("blend_tiles", lambda: hk.blend_tiles(tiles, o, H, W, weight="gaussian_released"))
+    for name, out in outs.items():
+        assert_close(out, expected, msg=name)
+    # and it is not the symmetric Gaussian (a y centre of (tile - 1) / 2 fails the check above)
+    assert (hk.blend_tiles(tiles, o, H, W, weight="gaussian") - expected).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weight", hk.WEIGHTS)
 def test_backends_match_reference_dtypes(dtype, weight):

@@ -15,13 +15,14 @@ void blend_rows(const T* tiles, const int64_t* ys, const int64_t* xs, const blen
   using Acc = typename acc_type<T>::type;
   // Normalised column weights per (tile column, position): wx(p) / Sx(xs[ix] + p).
   std::vector<Acc> wxn(size_t(g.nx * g.TW), Acc(0));
+  const int kind_x = blend::x_axis_kind(g.kind);
   for (int64_t ix = 0; ix < g.nx; ++ix) {
     for (int64_t p = 0; p < g.TW && xs[ix] + p < g.OW; ++p) {
       const int64_t x = xs[ix] + p;
       int64_t lo, hi;
       blend::axis_cover(xs, g.nx, g.TW, x, &lo, &hi);
-      const Acc inv_sx = Acc(1) / blend::axis_norm<Acc>(xs, lo, hi, g.TW, g.overlap_x, g.kind, x);
-      wxn[size_t(ix * g.TW + p)] = blend::axis_weight<Acc>(g.kind, p, g.TW, g.overlap_x) * inv_sx;
+      const Acc inv_sx = Acc(1) / blend::axis_norm<Acc>(xs, lo, hi, g.TW, g.overlap_x, kind_x, x);
+      wxn[size_t(ix * g.TW + p)] = blend::axis_weight<Acc>(kind_x, p, g.TW, g.overlap_x) * inv_sx;
     }
   }
   const int64_t rows = g.B * g.C * g.OH;

@@ -6,15 +6,24 @@ import math
 
 import torch
 
-WEIGHTS = ("gaussian", "linear", "cosine", "uniform")  # kernel codes 0..3
+WEIGHTS = ("gaussian", "linear", "cosine", "uniform", "gaussian_released")  # kernel codes 0..4
 GAUSSIAN_STD = 0.1  # as a fraction of the tile size (DiffBIR/HYPIR: var = 0.01)
 
 
+def x_axis_kind(kind: int) -> int:
+    """The kind the x axis uses: "gaussian_released" is the released HYPIR's (DiffBIR's) tile
+    weight, a Gaussian centred at ``(T - 1) / 2`` along x but at ``T / 2`` along y."""
+    return WEIGHTS.index("gaussian") if WEIGHTS[kind] == "gaussian_released" else kind
+
+
 def axis_weight(kind: int, size: int, overlap: int, dtype=torch.float64) -> torch.Tensor:
-    """1-D weights ``[size]`` of one tile axis; symmetric about ``(size - 1) / 2`` and > 0."""
+    """1-D weights ``[size]`` of one tile axis (the y axis for "gaussian_released"; x uses
+    :func:`x_axis_kind`); > 0, symmetric about ``(size - 1) / 2`` except "gaussian_released"
+    (centred at ``size / 2``)."""
     p = torch.arange(size, dtype=dtype)
-    if WEIGHTS[kind] == "gaussian":
-        d = (p - 0.5 * (size - 1)) / (GAUSSIAN_STD * size)
+    if WEIGHTS[kind] in ("gaussian", "gaussian_released"):
+        centre = 0.5 * (size - 1) if WEIGHTS[kind] == "gaussian" else 0.5 * size
+        d = (p - centre) / (GAUSSIAN_STD * size)
         return torch.exp(-0.5 * d * d)
     if WEIGHTS[kind] == "uniform" or overlap <= 0:
         return torch.ones(size, dtype=dtype)
@@ -28,7 +37,7 @@ def axis_weight(kind: int, size: int, overlap: int, dtype=torch.float64) -> torc
 def tile_weights(ys, xs, th, tw, out_h, out_w, weight, overlap_y, overlap_x) -> torch.Tensor:
     """Normalised per-tile weight maps ``[N, th, tw]`` (float64): what each tile pixel
     contributes to its output pixel. Pixels outside the output get weight 0."""
-    w2d = axis_weight(weight, th, overlap_y)[:, None] * axis_weight(weight, tw, overlap_x)[None, :]
+    w2d = axis_weight(weight, th, overlap_y)[:, None] * axis_weight(x_axis_kind(weight), tw, overlap_x)[None, :]
     total = torch.zeros(out_h + th, out_w + tw, dtype=torch.float64)
     for y in ys:
         for x in xs:
@@ -49,7 +58,7 @@ def blend_tiles(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x) -> to
     [B, C, out_h, out_w] in the dtype of ``tiles``."""
     B, N, C, th, tw = tiles.shape
     acc_dtype = torch.float64 if tiles.dtype == torch.float64 else torch.float32
-    w2d = (axis_weight(weight, th, overlap_y)[:, None] * axis_weight(weight, tw, overlap_x)[None, :]).to(
+    w2d = (axis_weight(weight, th, overlap_y)[:, None] * axis_weight(x_axis_kind(weight), tw, overlap_x)[None, :]).to(
         device=tiles.device, dtype=acc_dtype
     )
     canvas = torch.zeros(B, C, out_h + th, out_w + tw, dtype=acc_dtype, device=tiles.device)

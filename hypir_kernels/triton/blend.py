@@ -13,7 +13,7 @@ from .util import store_rounded
 BLOCK_X = 512
 NUM_WARPS = 4
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-_WEIGHTS = ("gaussian", "linear", "cosine", "uniform")  # codes 0..3, as in blend.h
+_WEIGHTS = ("gaussian", "linear", "cosine", "uniform", "gaussian_released")  # codes 0..4, as in blend.h
 
 
 @triton.jit
@@ -37,6 +37,9 @@ def _axis_weight(p, T, overlap, KIND: tl.constexpr):
     if KIND == 0:
         d = (p - 0.5 * (T - 1)) / (0.1 * T)
         w = tl.exp(-0.5 * d * d)
+    elif KIND == 4:  # the released HYPIR's y axis: centred at T / 2
+        d = (p - 0.5 * T) / (0.1 * T)
+        w = tl.exp(-0.5 * d * d)
     elif KIND == 3:
         w = p * 0.0 + 1.0
     else:
@@ -54,8 +57,9 @@ def blend_tiles_kernel(
     tiles_ptr, ys_ptr, xs_ptr, out_ptr,
     C, OH, OW, TH, TW, NY, NX, OVERLAP_Y, OVERLAP_X,
     s_b, s_n, s_c, s_h, s_w,
-    KIND: tl.constexpr, BLOCK: tl.constexpr,
+    KIND: tl.constexpr, KIND_X: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    # KIND is the y axis' weight, KIND_X the x axis' (they differ for gaussian_released only)
     row = tl.program_id(0)  # over B * C * OH
     y = row % OH
     c = (row // OH) % C
@@ -76,7 +80,7 @@ def blend_tiles_kernel(
     for ix in range(NX):
         ox = tl.load(xs_ptr + ix).to(tl.int32)
         m = (x >= ox) & (x < ox + TW)
-        sx += tl.where(m, _axis_weight(xf - ox, TW, OVERLAP_X, KIND), 0.0)
+        sx += tl.where(m, _axis_weight(xf - ox, TW, OVERLAP_X, KIND_X), 0.0)
     inv_sx = 1.0 / tl.where(in_x, sx, 1.0)
 
     acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -89,12 +93,16 @@ def blend_tiles_kernel(
             for ix in range(NX):
                 ox = tl.load(xs_ptr + ix).to(tl.int32)
                 m = in_x & (x >= ox) & (x < ox + TW)
-                wx = _axis_weight(xf - ox, TW, OVERLAP_X, KIND) * inv_sx
+                wx = _axis_weight(xf - ox, TW, OVERLAP_X, KIND_X) * inv_sx
                 n = iy * NX + ix
                 v = tl.load(row_ptr + n.to(tl.int64) * s_n + (x - ox).to(tl.int64) * s_w, mask=m, other=0.0)
                 acc += tl.where(m, (wy * wx) * v.to(tl.float32), 0.0)
     out_off = row.to(tl.int64) * OW + x
     store_rounded(out_ptr + out_off, acc, in_x)
+
+
+def _x_axis_kind(kind: int) -> int:
+    return 0 if _WEIGHTS[kind] == "gaussian_released" else kind
 
 
 def blend_tiles(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x):
@@ -112,7 +120,7 @@ def blend_tiles(tiles, ys, xs, out_h, out_w, weight, overlap_y, overlap_x):
         tiles, ys_t, xs_t, out,
         C, out_h, out_w, TH, TW, len(ys), len(xs), overlap_y, overlap_x,
         *tiles.stride(),
-        KIND=weight, BLOCK=BLOCK_X, num_warps=NUM_WARPS,
+        KIND=weight, KIND_X=_x_axis_kind(weight), BLOCK=BLOCK_X, num_warps=NUM_WARPS,
     )
     return out
 
@@ -124,13 +132,13 @@ def aot_configs() -> list[AotConfig]:
             sig = {"tiles_ptr": f"*{tname}", "ys_ptr": "*i64", "xs_ptr": "*i64", "out_ptr": f"*{tname}"}
             sig.update({k: "i32" for k in ("C", "OH", "OW", "TH", "TW", "NY", "NX", "OVERLAP_Y", "OVERLAP_X")})
             sig.update({k: "i64" for k in ("s_b", "s_n", "s_c", "s_h", "s_w")})
-            sig.update({"KIND": "constexpr", "BLOCK": "constexpr"})
+            sig.update({"KIND": "constexpr", "KIND_X": "constexpr", "BLOCK": "constexpr"})
             configs.append(
                 AotConfig(
                     name=f"blend_tiles[{wname},{tname},BLOCK={BLOCK_X}]",
                     kernel=blend_tiles_kernel,
                     signature=sig,
-                    constexprs={"KIND": kind, "BLOCK": BLOCK_X},
+                    constexprs={"KIND": kind, "KIND_X": _x_axis_kind(kind), "BLOCK": BLOCK_X},
                     num_warps=NUM_WARPS,
                 )
             )

@@ -14,18 +14,26 @@
 namespace hk {
 namespace blend {
 
-enum Weight : int { kGaussian = 0, kLinear = 1, kCosine = 2, kUniform = 3 };
+// kGaussianReleased is the released HYPIR's (DiffBIR's) tile weight: the Gaussian with its x
+// centre at (T-1)/2 but its y centre at T/2. It is the only kind whose two axes differ: the y axis
+// uses it as given, the x axis as kGaussian (x_axis_kind).
+enum Weight : int { kGaussian = 0, kLinear = 1, kCosine = 2, kUniform = 3, kGaussianReleased = 4 };
+constexpr int kNumWeights = 5;
+
+HK_HD int x_axis_kind(int kind) { return kind == kGaussianReleased ? int(kGaussian) : kind; }
 
 // Gaussian std as a fraction of the tile size (DiffBIR/HYPIR use var = 0.01 -> std = 0.1 tile).
 constexpr double kGaussianStd = 0.1;
 
 // Weight of position p in [0, T) of a tile of size T whose neighbours overlap it by `overlap`.
-// Always > 0 (the smallest gaussian value is exp(-12.5) per axis), symmetric: w(p) == w(T-1-p).
-// W is the accumulation type (float, or double for float64 data).
+// Always > 0 (the smallest gaussian value is exp(-12.5) per axis); symmetric, w(p) == w(T-1-p),
+// except kGaussianReleased (centred at T/2). W is the accumulation type (float, or double for
+// float64 data).
 template <typename W>
 HK_HD W axis_weight(int kind, int64_t p, int64_t T, int64_t overlap) {
-  if (kind == kGaussian) {
-    const W d = (W(p) - W(0.5) * W(T - 1)) / (W(kGaussianStd) * W(T));
+  if (kind == kGaussian || kind == kGaussianReleased) {
+    const W centre = kind == kGaussian ? W(0.5) * W(T - 1) : W(0.5) * W(T);
+    const W d = (W(p) - centre) / (W(kGaussianStd) * W(T));
     return math_exp(-W(0.5) * d * d);
   }
   if (kind == kUniform || overlap <= 0) return W(1);
@@ -77,12 +85,13 @@ HK_HD typename acc_type<T>::type blend_pixel(const T* tiles, const int64_t* ys, 
   axis_cover(ys, g.ny, g.TH, y, &ylo, &yhi);
   axis_cover(xs, g.nx, g.TW, x, &xlo, &xhi);
   const Acc inv_sy = Acc(1) / axis_norm<Acc>(ys, ylo, yhi, g.TH, g.overlap_y, g.kind, y);
-  const Acc inv_sx = Acc(1) / axis_norm<Acc>(xs, xlo, xhi, g.TW, g.overlap_x, g.kind, x);
+  const int kind_x = x_axis_kind(g.kind);
+  const Acc inv_sx = Acc(1) / axis_norm<Acc>(xs, xlo, xhi, g.TW, g.overlap_x, kind_x, x);
   Acc acc = Acc(0);
   for (int64_t iy = ylo; iy < yhi; ++iy) {
     const Acc wy = axis_weight<Acc>(g.kind, y - ys[iy], g.TH, g.overlap_y) * inv_sy;
     for (int64_t ix = xlo; ix < xhi; ++ix) {
-      const Acc wx = axis_weight<Acc>(g.kind, x - xs[ix], g.TW, g.overlap_x) * inv_sx;
+      const Acc wx = axis_weight<Acc>(kind_x, x - xs[ix], g.TW, g.overlap_x) * inv_sx;
       const int64_t off = b * g.s_b + (iy * g.nx + ix) * g.s_n + c * g.s_c +
                           (y - ys[iy]) * g.s_h + (x - xs[ix]) * g.s_w;
       acc += (wy * wx) * load_as<Acc>(tiles[off]);
