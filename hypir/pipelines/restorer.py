@@ -9,6 +9,11 @@ Around it: bicubic upscale (short side at least the model's native size, restore
 the requested size), padding to the UNet's alignment, the three passes (VAE encode, UNet, VAE
 decode) through :func:`hypir_kernels.tiled_apply` with Gaussian blending, crop, and the 5-level
 wavelet colour fix against the upscaled input.
+
+Two presets (:data:`PRESETS`) set the pre/post-processing around that step. ``"released"`` does
+each step as the official HYPIR enhancer (XPixelGroup/HYPIR ``enhancer/base.py``) does it, so a
+released checkpoint gives the released pictures; ``"default"`` differs in six places where we
+think ours is better (:class:`Preset` names them; README "Presets" shows why).
 """
 from __future__ import annotations
 
@@ -33,6 +38,62 @@ from .memory import MemoryModel, TilePlan, default_batch, default_budget, fit_me
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PASSES = ("encode", "unet", "decode")
 RELEASED_TILE, RELEASED_STRIDE = 512, 256  # pixels; the UNet and decoder use /8 in latent pixels
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The pre/post-processing around the one step, and the defaults of the overridable options.
+
+    Fields (``default`` preset / ``released`` preset):
+        upscale_size: output side from ``upscale``: ``round(h * upscale)`` / ``floor`` with torch's
+            ``scale_factor`` sampling, as ``F.interpolate(x, scale_factor=upscale)``.
+        clamp_resized: clamp every bicubic resize to [0, 1] (overshoot is not an image) / no.
+        native: short side at least the model's native size (``sample_size x vae_scale``; 512 px for
+            SD2.1), ``round()`` for the long side, antialiased only when shrinking / a short side
+            ``<= 512`` is resized to 512, the long side by ``int()``, bicubic with antialiasing
+            (torch's antialiased bicubic is Keys' a = -0.5, also when enlarging).
+        pad: ``"reflect"`` to the UNet's alignment (64 px: whole UNet tiles) / ``"zeros"`` (0 in
+            [-1, 1]) to a multiple of 8.
+        tile_weight: blend weight of :func:`hypir_kernels.tiled_apply`: ``"gaussian"`` (symmetric) /
+            ``"gaussian_released"`` (y centre at tile/2).
+        clamp_decoded: clamp the decoded image before the resize back and the colour fix / no.
+        quantize: 8-bit output by ``"round"`` / ``"floor"`` (the release's ``.to(torch.uint8)``).
+        posterior, merge, tile, stride, batch_tiles: defaults of the options of the same names
+            ("mode", merged, "auto", auto, by memory / "sample", peft adapters kept, 512/256 px
+            encoder and 64/32 latent UNet and decoder tiles, one tile per call).
+    """
+
+    name: str
+    upscale_size: str
+    clamp_resized: bool
+    native: str
+    pad: str
+    tile_weight: str
+    clamp_decoded: bool
+    quantize: str
+    posterior: str
+    merge: bool
+    tile: str | int
+    stride: int | None
+    batch_tiles: int | None
+
+
+PRESETS = {
+    "default": Preset("default", upscale_size="round", clamp_resized=True, native="model", pad="reflect",
+                      tile_weight="gaussian", clamp_decoded=True, quantize="round", posterior="mode", merge=True,
+                      tile="auto", stride=None, batch_tiles=None),
+    "released": Preset("released", upscale_size="floor", clamp_resized=False, native="released", pad="zeros",
+                       tile_weight="gaussian_released", clamp_decoded=False, quantize="floor", posterior="sample",
+                       merge=False, tile=RELEASED_TILE, stride=RELEASED_STRIDE, batch_tiles=1),
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {tuple(PRESETS)}, got {preset!r}")
+    return PRESETS[preset]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -81,19 +142,25 @@ class Restorer:
         dtype: "auto" (bf16 on CUDA, fp32 on the CPU), "fp32", "bf16", "fp16" or a torch dtype.
         model_t: the timestep the UNet is called at (released: 200).
         coeff_t: the timestep whose ``abar`` turns the prediction into ``x0`` (released: 200).
+        preset: "default" or "released" (:class:`Preset`): the pre/post-processing, and the
+            defaults of ``merge``, ``posterior`` and of the tiling options of :meth:`__call__`.
         merge: merge the LoRA into the base weights (:func:`hypir.models.lora.merge_and_unload`:
             exact up to one rounding to ``dtype``; the adapters are then gone); False keeps the
-            adapters (to switch them).
+            adapters (to switch them). None: the preset's (default: True; released: False).
         attention: "default" (diffusers' SDPA processor) or "hypir"
             (:func:`hypir_kernels.diffusers.use_attention`). The default is the faster one on the
             H100 measurement (../shared/gpu-runs: merged UNet 53 ms vs 63 ms with ours).
         posterior: "mode" (the VAE posterior mean, deterministic) or "sample" (as released; the
-            SD VAE's posterior std is ~1e-3 of the latent scale, drawn from ``seed``).
+            SD VAE's posterior std is ~1e-3 of the latent scale, drawn from ``seed``, one draw per
+            tile). None: the preset's (default: "mode"; released: "sample").
     """
 
     def __init__(self, components: Components, *, device: str | torch.device = "auto", dtype="auto",
-                 model_t: int = 200, coeff_t: int = 200, merge: bool = True, attention: str = "default",
-                 posterior: str = "mode"):
+                 model_t: int = 200, coeff_t: int = 200, merge: bool | None = None, attention: str = "default",
+                 posterior: str | None = None, preset: str | Preset = "default"):
+        self.preset = get_preset(preset)
+        merge = self.preset.merge if merge is None else merge
+        posterior = self.preset.posterior if posterior is None else posterior
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.one_step = OneStep(components.scheduler, model_t, coeff_t)
@@ -252,13 +319,13 @@ class Restorer:
     # ---- restoration --------------------------------------------------------------------------
 
     def __call__(self, image, *, upscale: float = 4, prompt: str = "", noise: float = 0.0, texture=None,
-                 seed: int = 0, tile="auto", stride: int | None = None, max_memory: float | None = None,
+                 seed: int = 0, tile=None, stride: int | None = None, max_memory: float | None = None,
                  batch_tiles: int | None = None, progress: bool = False):
         """Restore one image.
 
         Args:
             image: a PIL image, or a float tensor ``[3, H, W]`` / ``[1, 3, H, W]`` in ``[0, 1]``.
-            upscale: output size = round(upscale x input size) per side.
+            upscale: output size = round(upscale x input size) per side (released preset: floor).
             prompt: text condition (released default: empty).
             noise: generativity-fidelity control: Gaussian noise of this std added to the encoded
                 latent before the UNet (0 = the released behaviour).
@@ -270,17 +337,23 @@ class Restorer:
             tile: "auto" (largest tiles within ``max_memory``; one tile when the image fits) or a
                 tile size in pixels, a multiple of the UNet alignment (64 for SD2; the released
                 plan is ``tile=512, stride=256``, the UNet and decoder then use 64/32 latents).
+                None: the preset's (default: "auto"; released: 512 with stride 256).
             stride: step between tiles in pixels (default: half the tile for explicit tiles, a
                 quarter overlap for auto).
             max_memory: bytes a pass may use (default 80 % of free device memory or of RAM).
             batch_tiles: tiles per call (default: as many as ``max_memory`` allows on CUDA, one on
-                the CPU, where batches of tiles run slower).
+                the CPU, where batches of tiles run slower; released preset: one, as released).
             progress: progress bars per tiled pass.
 
-        Returns the restored image, as a PIL RGB image for a PIL input, else a float32 tensor of
-        the input's rank in ``[0, 1]`` on the input's device. :attr:`last` describes the run.
+        Returns the restored image, as a PIL RGB image for a PIL input (8 bits by the preset's
+        ``quantize``), else a float32 tensor of the input's rank in ``[0, 1]`` on the input's
+        device. :attr:`last` describes the run.
         """
         x, kind = _to_tensor(image)
+        if tile is None:
+            tile, stride = self.preset.tile, self.preset.stride if stride is None else stride
+        if batch_tiles is None:
+            batch_tiles = self.preset.batch_tiles
         if isinstance(upscale, bool) or not isinstance(upscale, (int, float)) or not upscale > 0 or not math.isfinite(upscale):
             raise ValueError(f"upscale: expected a positive number, got {upscale!r}")
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or not math.isfinite(noise):
@@ -289,22 +362,20 @@ class Restorer:
             raise ValueError(f"seed: expected an int in [0, 2**63), got {seed!r}")
         out = self._restore(x.to(self.device, torch.float32), float(upscale), prompt, float(noise), texture, seed,
                             tile, stride, max_memory, batch_tiles, progress)
-        return _from_tensor(out, kind, image)
+        return _from_tensor(out, kind, image, self.preset.quantize)
 
     @torch.inference_mode()
     def _restore(self, x, upscale, prompt, noise, texture, seed, tile, stride, max_memory, batch_tiles, progress):
-        c = self.components
-        h, w = x.shape[-2:]
-        H, W = max(1, round(h * upscale)), max(1, round(w * upscale))
-        lq = _resize(x, H, W)
-        # Short side at least the model's native size (as released), restored there, resized back.
-        native = c.unet.config.sample_size * c.vae_scale
-        grow = max(1.0, native / min(H, W))
-        wh, ww = (H, W) if grow == 1.0 else (round(H * grow), round(W * grow))
-        work = lq if (wh, ww) == (H, W) else _resize(lq, wh, ww)
-        align = c.vae_scale * c.unet_align
-        ph, pw = -wh % align, -ww % align
-        padded = _pad(work * 2 - 1, ph, pw)
+        c, preset = self.components, self.preset
+        lq = self._upscale(x, upscale)
+        H, W = lq.shape[-2:]
+        work = self._native(lq)
+        wh, ww = work.shape[-2:]
+        if preset.pad == "zeros":  # as released: zeros (0 in [-1, 1]) to a multiple of 8
+            padded = F.pad(work * 2 - 1, (0, -ww % 8, 0, -wh % 8))
+        else:  # reflect to whole UNet tiles: no artificial edge for the networks to restore
+            align = c.vae_scale * c.unet_align
+            padded = _pad(work * 2 - 1, -wh % align, -ww % align)
         Hp, Wp = padded.shape[-2:]
 
         generator = torch.Generator().manual_seed(seed)
@@ -317,12 +388,43 @@ class Restorer:
         tex = torch.tensor([richness], device=self.device) if richness is not None else None
         x0 = self._run(self._unet_fn(self.encode_prompt(prompt), tex), z, plans["unet"], 1, progress, seconds, "unet")
         y = self._run(self._decode_fn(), x0, plans["decode"], c.vae_scale, progress, seconds, "decode")
-        y = ((y[:, :, :wh, :ww].float() + 1) / 2).clamp_(0, 1)
-        if (wh, ww) != (H, W):
+        y = (y[:, :, :wh, :ww].float() + 1) / 2
+        if preset.clamp_decoded:
+            y = y.clamp_(0, 1)
+        if preset.native == "released":  # the release always resizes back, antialiased
+            y = F.interpolate(y, size=(H, W), mode="bicubic", antialias=True)
+        elif (wh, ww) != (H, W):
             y = _resize(y, H, W)
         out = wavelet_color_fix(y, lq).clamp_(0, 1)
-        self.last = RestoreInfo((h, w), (H, W), (wh, ww), plans, richness, seconds)
+        self.last = RestoreInfo(tuple(x.shape[-2:]), (H, W), (wh, ww), plans, richness, seconds)
         return out
+
+    def _upscale(self, x: torch.Tensor, upscale: float) -> torch.Tensor:
+        """The bicubic upscale to the output size."""
+        h, w = x.shape[-2:]
+        if self.preset.upscale_size == "floor":  # F.interpolate(scale_factor=...): floor sizes, 1/scale sampling
+            if math.floor(h * upscale) < 1 or math.floor(w * upscale) < 1:
+                raise ValueError(f"upscale: {upscale} x {h}x{w} is less than one pixel")
+            return F.interpolate(x, scale_factor=upscale, mode="bicubic")
+        return _resize(x, max(1, round(h * upscale)), max(1, round(w * upscale)))
+
+    def _native(self, lq: torch.Tensor) -> torch.Tensor:
+        """Enlarge to at least the model's native size (short side); the output is resized back."""
+        H, W = lq.shape[-2:]
+        if self.preset.native == "released":  # HYPIR's resize_at_least(patch_size=512), applied when <= 512
+            size = RELEASED_TILE
+            if min(H, W) > size:
+                return lq
+            if H == W:
+                new = (size, size)
+            elif H < W:
+                new = (size, int(W * (size / H)))
+            else:
+                new = (int(H * (size / W)), size)
+            return F.interpolate(lq, size=new, mode="bicubic", antialias=True)
+        c = self.components
+        grow = max(1.0, c.unet.config.sample_size * c.vae_scale / min(H, W))
+        return lq if grow == 1.0 else _resize(lq, round(H * grow), round(W * grow))
 
     def _run(self, fn, x, plan: TilePlan, scale, progress, seconds: dict, name: str):
         start = time.perf_counter()
@@ -330,7 +432,8 @@ class Restorer:
         if plan.tile is None:
             out = fn(x)
         else:
-            out = tiled_apply(fn, x, plan.tile, plan.stride, scale=scale, batch_tiles=plan.batch, progress=progress)
+            out = tiled_apply(fn, x, plan.tile, plan.stride, scale=scale, weight=self.preset.tile_weight,
+                              batch_tiles=plan.batch, progress=progress)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds[name] = time.perf_counter() - start
@@ -369,7 +472,7 @@ def _check_tile(tile, stride, align: int, vae_scale: int) -> tuple[int, int]:
 
 
 def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bicubic resize; antialiased when shrinking."""
+    """Bicubic resize, antialiased when shrinking, clamped to [0, 1] (the default preset's)."""
     if tuple(x.shape[-2:]) == (height, width):
         return x
     shrink = height < x.shape[-2] or width < x.shape[-1]
@@ -408,11 +511,20 @@ def _to_tensor(image) -> tuple[torch.Tensor, str]:
     raise ValueError(f"image: expected a PIL image or a float tensor, got {type(image).__name__}")
 
 
-def _from_tensor(out: torch.Tensor, kind: str, image):
+def to_uint8(x: torch.Tensor, quantize: str = "round") -> torch.Tensor:
+    """``x`` in [0, 1] -> uint8 by ``"round"`` (nearest) or ``"floor"`` (the released HYPIR's
+    ``(x * 255).clamp(0, 255).to(torch.uint8)``)."""
+    if quantize not in ("round", "floor"):
+        raise ValueError(f"quantize: expected 'round' or 'floor', got {quantize!r}")
+    y = x * 255.0
+    return (y.round() if quantize == "round" else y).clamp(0, 255).to(torch.uint8)
+
+
+def _from_tensor(out: torch.Tensor, kind: str, image, quantize: str = "round"):
     if kind == "pil":
         from PIL import Image
 
-        arr = (out[0].permute(1, 2, 0).cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        arr = to_uint8(out[0].permute(1, 2, 0).cpu(), quantize).numpy()
         return Image.fromarray(arr, "RGB")
     out = out.to(image.device)
     return out[0] if kind == "chw" else out
