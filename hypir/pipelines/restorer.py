@@ -405,7 +405,8 @@ class Restorer:
         if self.preset.upscale_size == "floor":  # F.interpolate(scale_factor=...): floor sizes, 1/scale sampling
             if math.floor(h * upscale) < 1 or math.floor(w * upscale) < 1:
                 raise ValueError(f"upscale: {upscale} x {h}x{w} is less than one pixel")
-            return F.interpolate(x, scale_factor=upscale, mode="bicubic")
+            up = F.interpolate(x, scale_factor=upscale, mode="bicubic")
+            return up.clamp_(0, 1) if self.preset.clamp_resized else up
         return _resize(x, max(1, round(h * upscale)), max(1, round(w * upscale)))
 
     def _native(self, lq: torch.Tensor) -> torch.Tensor:
