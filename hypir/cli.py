@@ -98,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--encoder", default=None, metavar="FILE",
                    help="degradation pre-removal encoder from a stage-1 `hypir train` run (stage=encoder)")
     r.add_argument("--upscale", type=_positive(float), default=4.0, help="output size / input size (default 4)")
-    r.add_argument("--tile", type=_tile, default="auto",
-                   help="'auto' (largest tiles within --max-memory) or a tile size in pixels (released: 512)")
+    r.add_argument("--preset", default="default", choices=("default", "released"),
+                   help="pre/post-processing: 'default' (ours) or 'released' (as the official HYPIR code; "
+                        "also its defaults: posterior sample, LoRA unmerged, 512/256 px tiles one at a time)")
+    r.add_argument("--tile", type=_tile, default=None,
+                   help="'auto' (largest tiles within --max-memory) or a tile size in pixels "
+                        "(default: the preset's, auto / released: 512)")
     r.add_argument("--stride", type=_positive(int), default=None, help="tile step in pixels (default: tile/2 for a fixed tile)")
     r.add_argument("--max-memory", type=_positive(float), default=None, metavar="GB",
                    help="memory a pass may use, GiB (default 80%% of free device memory or RAM)")
@@ -180,7 +184,8 @@ def restore_main(args) -> int:
     _quiet_libraries()
     try:
         restorer = Restorer.from_pretrained(args.base_model, args.weights, encoder=args.encoder, device=args.device,
-                                            dtype=args.dtype, merge=not args.no_merge)
+                                            dtype=args.dtype, merge=False if args.no_merge else None,
+                                            preset=args.preset)
     except (FileNotFoundError, ValueError) as e:
         print(f"hypir: {e}", file=sys.stderr)
         return 2
@@ -198,7 +203,7 @@ def restore_main(args) -> int:
             out = restorer(rgb, upscale=args.upscale, prompt=_prompt_for(path, args), noise=args.noise,
                            texture=args.texture, seed=args.seed, tile=args.tile, stride=args.stride,
                            max_memory=max_memory, batch_tiles=args.batch_tiles, progress=not args.quiet)
-            write_image(target, out, meta)
+            write_image(target, out, meta, quantize=restorer.preset.quantize)
             written[target] = path
         except (ValueError, RuntimeError, OSError, MemoryError) as e:  # RuntimeError: e.g. CUDA out of memory
             failed.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))

@@ -64,9 +64,13 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageMeta]:
     return t[:3].contiguous(), ImageMeta(alpha=t[3:4].clone() if has_alpha else None)
 
 
-def write_image(path: str | os.PathLike, rgb: torch.Tensor, meta: ImageMeta | None = None) -> Path:
+def write_image(path: str | os.PathLike, rgb: torch.Tensor, meta: ImageMeta | None = None,
+                quantize: str = "round") -> Path:
     """Write ``rgb [3, H, W]`` in [0, 1] as PNG in the kind ``meta`` describes (grayscale as
-    BT.601 luma, alpha resized to the output size, 16-bit grayscale as 16-bit). Atomic."""
+    BT.601 luma, alpha resized to the output size, 16-bit grayscale as 16-bit). 8-bit values by
+    ``quantize``: "round" (nearest) or "floor" (as the released HYPIR writes them). Atomic."""
+    if quantize not in ("round", "floor"):
+        raise ValueError(f"quantize: expected 'round' or 'floor', got {quantize!r}")
     from PIL import Image
 
     if not isinstance(rgb, torch.Tensor) or rgb.dim() != 3 or rgb.shape[0] != 3 or rgb.numel() == 0:
@@ -90,7 +94,7 @@ def write_image(path: str | os.PathLike, rgb: torch.Tensor, meta: ImageMeta | No
     if meta.grey and meta.bits == 16 and meta.alpha is None:
         pil = Image.fromarray((arr[:, :, 0] * 65535.0).round().astype(np.uint16))
     else:
-        arr8 = (arr * 255.0).round().astype(np.uint8)
+        arr8 = ((arr * 255.0).round() if quantize == "round" else np.floor(arr * 255.0)).astype(np.uint8)
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr8.shape[2]]
         pil = Image.fromarray(arr8[:, :, 0] if mode == "L" else arr8, mode)
     tmp = path.with_name(path.name + ".tmp")

@@ -102,3 +102,19 @@ def test_encoder_flag_replaces_the_vae_encoder(inputs, model_dir, checkpoint, tm
     assert main(_args(model_dir, checkpoint, str(inputs / "rgb.jpg"), "-o", str(tmp_path / "x"),
                       "--encoder", str(checkpoint["safetensors"]))) == 2
     assert "encoder: " in capsys.readouterr().err
+
+
+def test_preset_released_writes_the_released_picture(inputs, model_dir, checkpoint, tmp_path):
+    """--preset released: the Restorer's released preset (its tiles, unmerged LoRA), floored to 8 bits."""
+    from hypir import Restorer
+    from hypir.data.io import read_image
+
+    out = tmp_path / "out"
+    assert main(_args(model_dir, checkpoint, str(inputs / "t.tiff"), "-o", str(out), "--upscale", "2",
+                      "--preset", "released", "--device", "cpu", "--dtype", "fp32", "--seed", "3")) == 0
+    got = np.asarray(Image.open(out / "t.png"))
+    r = Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu", dtype="fp32", preset="released")
+    want = r(read_image(inputs / "t.tiff")[0], upscale=2, seed=3)
+    assert got.shape == (24, 40, 3) and r.last.plans["encode"].tile == 512  # 24 x 40 x2 -> 512 x 853 work: 512/256 tiles
+    assert np.array_equal(got, np.floor(want.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    assert not np.array_equal(got, np.round(want.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
