@@ -31,7 +31,9 @@ def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 
                   "lora_rank": rank, "lora_kernels": variant == "ours"},
         "data": {"generated": 4 * batch, "crop": size, "batch_size": batch},
         "discriminator": {"backbone": "conv", "head_channels": 32},
-        "run": {"output_dir": out, "steps": 1000, "ema": 0.999},
+        # same-batch: one batch a step on both sides, the step the README's table measured (the
+        # released schedule's G/D alternation is orthogonal to the kernels compared here)
+        "run": {"output_dir": out, "steps": 1000, "ema": 0.999, "schedule": "same-batch"},
     })
     trainer = HypirTrainer(cfg, progress=False)
     if variant == "released":

@@ -1,10 +1,11 @@
 """SD2.1 components, HYPIR's LoRA and checkpoint format, the texture-richness embedding."""
-from .lora import HYPIR_TARGETS, LoraSpec, add_lora, load_checkpoint, lora_state_dict, read_checkpoint, save_checkpoint
+from .lora import (HYPIR_TARGETS, LoraSpec, add_lora, load_checkpoint, lora_state_dict, read_checkpoint, save_checkpoint,
+                   save_released)
 from .sd2 import Components, build_components, load_components
 from .texture import TextureEmbedding, attach_texture_embedding, texture_richness
 
 __all__ = [
     "Components", "HYPIR_TARGETS", "LoraSpec", "TextureEmbedding", "add_lora", "attach_texture_embedding",
     "build_components", "load_checkpoint", "load_components", "lora_state_dict", "read_checkpoint",
-    "save_checkpoint", "texture_richness",
+    "save_checkpoint", "save_released", "texture_richness",
 ]

@@ -50,10 +50,9 @@ def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in unet.state_dict().items() if "lora" in k or k.startswith(TEXTURE_PREFIX)}
 
 
-def save_checkpoint(unet: torch.nn.Module, path: str | os.PathLike) -> Path:
-    """Write :func:`lora_state_dict` as ``.safetensors`` (or ``.pth``), atomically."""
-    path = Path(path)
-    state = {k: v.contiguous() for k, v in lora_state_dict(unet).items()}
+def _write_state(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """``.safetensors`` or ``.pth`` (plain ``torch.save`` of a dict of tensors), atomically."""
+    state = {k: v.contiguous() for k, v in state.items()}
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -65,6 +64,33 @@ def save_checkpoint(unet: torch.nn.Module, path: str | os.PathLike) -> Path:
         raise ValueError(f"path: expected a .safetensors or .pth file name, got {str(path)!r}")
     os.replace(tmp, path)
     return path
+
+
+def save_checkpoint(unet: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write :func:`lora_state_dict` as ``.safetensors`` (or ``.pth``), atomically."""
+    return _write_state(lora_state_dict(unet), Path(path))
+
+
+def save_released(unet: torch.nn.Module, path: str | os.PathLike,
+                  texture_path: str | os.PathLike | None = None) -> list[Path]:
+    """Write the file the official HYPIR enhancer loads: a ``.pth`` (``torch.save``) of exactly the
+    UNet's ``lora`` state-dict entries, in float32 -- the key set ``SD2Enhancer.init_generator``
+    asserts equal to its own. The texture embedding, which the official code has no place for,
+    goes to ``texture_path`` (``.safetensors``) when the UNet has one; refused without it.
+    Returns the paths written."""
+    path = Path(path)
+    if path.suffix != ".pth":
+        raise ValueError(f"path: the official loader reads a .pth file (torch.load), got {str(path)!r}")
+    state = lora_state_dict(unet)
+    lora = {k: v.float() for k, v in state.items() if not k.startswith(TEXTURE_PREFIX)}
+    texture = {k: v for k, v in state.items() if k.startswith(TEXTURE_PREFIX)}
+    if texture and texture_path is None:
+        raise ValueError("texture_path: the UNet has a texture embedding, which the released format cannot hold; "
+                         "give a .safetensors file for it")
+    written = [_write_state(lora, path)]
+    if texture:
+        written.append(_write_state(texture, Path(texture_path)))
+    return written
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:

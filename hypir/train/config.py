@@ -17,7 +17,7 @@ from hypir_kernels._checks import check_int, check_seed
 
 from ..config import apply_overrides, check_betas, check_non_negative, check_positive, check_run, load_yaml, parse
 from ..data.realesrgan import DegradationConfig
-from .discriminator import BACKBONES, is_backbone, needs_weights
+from .discriminator import BACKBONES, HEADS, is_backbone, needs_weights
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,15 @@ class DataConfig:
 class DiscriminatorConfig:
     backbone: str = "convnext_large"  # conv (tests), convnext_{tiny,small,base,large} (torchvision), timm/<model>
     weights: str | None = None  # local weights: torchvision / timm state dict, or an open_clip checkpoint (timm/)
-    head_channels: int = 256
+    head: Literal["released", "multistage"] = "released"  # released: map heads + pooled head (HYPIR/model/D.py)
+    head_channels: int = 512  # released: 512
     conv_widths: tuple[int, ...] = (16, 32, 64)  # the "conv" test backbone
 
     def __post_init__(self):
         if not is_backbone(self.backbone):
             raise ValueError(f"backbone: expected one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
         check_int("head_channels", self.head_channels, minimum=1)
         if not self.conv_widths:
             raise ValueError("conv_widths: expected at least one width")
@@ -111,6 +114,7 @@ class LossConfig:
     lpips: float = 5.0
     gan: float = 0.5
     gan_loss: Literal["bce", "hinge"] = "bce"
+    gan_reduction: Literal["sum", "mean"] = "sum"  # over discriminator levels: sum as released; mean = gan / levels
     real_label: float = 0.8
     fake_label: float = 0.0
     generator_label: float = 0.8
@@ -156,6 +160,12 @@ class RunConfig:
     keep_last: int = 3
     export: str | None = None  # file written at the end in output_dir; default hypir.safetensors (stage 2) / encoder.safetensors (stage 1)
     export_ema: bool = True  # export the EMA weights (else the raw ones)
+    # also write released_lora.pth, loadable by the official HYPIR enhancer (LoRA keys only; a texture
+    # embedding goes to released_texture.safetensors); null: when model.texture is false
+    export_released: bool | None = None
+    # released: a generator step on one batch, then a discriminator step on the next (fakes made by
+    # the updated generator), as the release alternates; same-batch: both steps on the same batch
+    schedule: Literal["released", "same-batch"] = "released"
     tensorboard: bool = True  # when the tensorboard package is installed
 
     def __post_init__(self):

@@ -1,8 +1,11 @@
 """Training losses: the GAN objectives and LPIPS.
 
 GAN (``kind``): ``"bce"`` -- BCE-with-logits with one-sided label smoothing as released (real
-target 0.8, fake 0, generator target 0.8); ``"hinge"``. Each averages over the logit maps of all
-discriminator levels (every level weighs the same).
+target 0.8, fake 0, generator target 0.8); ``"hinge"``. Each level's loss is the mean over its
+logit map (or its ``[B, 1]`` pooled logits); ``reduction`` combines the levels: ``"sum"`` as
+released (vision-aided-gan's ``multilevel_loss``, which HYPIR's discriminator uses: the loss
+grows with the number of levels, so ``loss.gan = 0.5`` on 4 levels weighs each level 0.5) or
+``"mean"`` (every level weighs ``1 / levels``: a quarter of the released weight on 4 levels).
 
 LPIPS (Zhang et al. 2018, VGG16 variant): channel-normalised VGG16 activations at relu1_2 ..
 relu5_3, squared differences weighted per channel by learned 1x1 "lin" layers, averaged over
@@ -25,6 +28,7 @@ from torch import nn
 from hypir_kernels._checks import check_tensor
 
 GAN_LOSSES = ("bce", "hinge")
+GAN_REDUCTIONS = ("sum", "mean")
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 _TAPS = (3, 8, 15, 22, 29)  # torchvision indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _SHIFT, _SCALE = (-0.030, -0.088, -0.188), (0.458, 0.448, 0.450)  # LPIPS' input scaling ([-1, 1] in)
@@ -47,29 +51,39 @@ def _check_kind(kind) -> None:
         raise ValueError(f"kind: expected one of {GAN_LOSSES}, got {kind!r}")
 
 
-def _mean_over_levels(fn, logits: list[torch.Tensor]) -> torch.Tensor:
-    return sum(fn(x) for x in logits) / len(logits)
+def _check_reduction(reduction) -> None:
+    if reduction not in GAN_REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {GAN_REDUCTIONS}, got {reduction!r}")
+
+
+def _over_levels(fn, logits: list[torch.Tensor], reduction: str) -> torch.Tensor:
+    total = sum(fn(x) for x in logits)
+    return total if reduction == "sum" else total / len(logits)
 
 
 def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor], kind: str = "bce",
-                       real_label: float = 0.8, fake_label: float = 0.0) -> torch.Tensor:
-    """Mean over levels; ``real``/``fake``: the discriminator's logit maps of real and generated images."""
+                       real_label: float = 0.8, fake_label: float = 0.0, reduction: str = "sum") -> torch.Tensor:
+    """``real``/``fake``: the discriminator's logits (one tensor per level) of real and generated
+    images; each level's mean, summed (released) or averaged over levels (``reduction``)."""
     _check_kind(kind)
+    _check_reduction(reduction)
     _check_logits("real", real)
     _check_logits("fake", fake)
     if kind == "bce":
-        return (_mean_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, real_label)), real)
-                + _mean_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, fake_label)), fake))
-    return _mean_over_levels(lambda x: F.relu(1 - x).mean(), real) + _mean_over_levels(lambda x: F.relu(1 + x).mean(), fake)
+        return (_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, real_label)), real, reduction)
+                + _over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, fake_label)), fake, reduction))
+    return (_over_levels(lambda x: F.relu(1 - x).mean(), real, reduction)
+            + _over_levels(lambda x: F.relu(1 + x).mean(), fake, reduction))
 
 
-def generator_loss(fake: list[torch.Tensor], kind: str = "bce", target: float = 0.8) -> torch.Tensor:
-    """Mean over levels of the generator's objective on the logit maps of generated images."""
+def generator_loss(fake: list[torch.Tensor], kind: str = "bce", target: float = 0.8, reduction: str = "sum") -> torch.Tensor:
+    """The generator's objective on the logits of generated images; levels combined by ``reduction``."""
     _check_kind(kind)
+    _check_reduction(reduction)
     _check_logits("fake", fake)
     if kind == "bce":
-        return _mean_over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, target)), fake)
-    return _mean_over_levels(lambda x: -x.mean(), fake)
+        return _over_levels(lambda x: F.binary_cross_entropy_with_logits(x, torch.full_like(x, target)), fake, reduction)
+    return _over_levels(lambda x: -x.mean(), fake, reduction)
 
 
 def _vgg16_features() -> nn.Sequential:

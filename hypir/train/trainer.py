@@ -6,7 +6,11 @@ exactly as in inference (:class:`hypir.models.onestep.OneStep`), LoRA layers exe
 on-device Real-ESRGAN degradation (:func:`hypir.data.degrade`) of the ground truth, resized back
 to its size (bicubic). Discriminator: :class:`~hypir.train.discriminator.Discriminator`. Each step:
 a generator step (``mse * MSE + lpips * LPIPS + gan * GAN`` in pixel space), then a discriminator
-step on the same batch, AdamW for both, gradient clipping, EMA of the generator's weights.
+step, AdamW for both, gradient clipping, EMA of the generator's weights. ``run.schedule``:
+``released`` -- as ``HYPIR/trainer/base.py`` alternates: the generator steps on one global batch,
+the discriminator on the next, its fakes made (without gradient) by the just-updated generator, so a
+step reads two batches (the release's ``global_step`` likewise counts discriminator steps);
+``same-batch`` -- the discriminator steps on the generator step's batch and fakes.
 
 Distribution through ``accelerate`` (``accelerate launch`` / ``torchrun``; DDP). A step's global
 batch is ``batch_size x processes x accumulation`` samples in micro-batches; micro-batch ``k`` of
@@ -84,19 +88,20 @@ class _Positions(torch.utils.data.Dataset):
 class _MicroBatches(torch.utils.data.Sampler):
     """Positions of this process's micro-batches, step by step from ``start``."""
 
-    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, accumulation: int):
+    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, accumulation: int, groups: int = 1):
         self.start, self.steps, self.batch = start, steps, batch
-        self.rank, self.world, self.acc = rank, world, accumulation
+        self.rank, self.world, self.acc, self.groups = rank, world, accumulation, groups
 
     def __len__(self) -> int:
-        return (self.steps - self.start) * self.acc
+        return (self.steps - self.start) * self.acc * self.groups
 
     def __iter__(self):
-        per_step = self.batch * self.world * self.acc
+        per_group = self.batch * self.world * self.acc  # one global batch
         for step in range(self.start, self.steps):
-            for j in range(self.acc):
-                first = step * per_step + (self.rank * self.acc + j) * self.batch
-                yield list(range(first, first + self.batch))
+            for group in range(self.groups):  # released schedule: the generator's, then the discriminator's
+                for j in range(self.acc):
+                    first = (step * self.groups + group) * per_group + (self.rank * self.acc + j) * self.batch
+                    yield list(range(first, first + self.batch))
 
 
 class EncodeDecode(torch.nn.Module):
@@ -188,7 +193,7 @@ class HypirTrainer:
 
         d = cfg.discriminator
         disc = Discriminator(d.backbone, d.weights, d.head_channels, seed=derive_seed(cfg.run.seed, 3),
-                             conv_widths=d.conv_widths)
+                             conv_widths=d.conv_widths, head=d.head)
         self.lpips = LPIPS(cfg.loss.lpips_vgg, cfg.loss.lpips_lin, seed=derive_seed(cfg.run.seed, 4)).to(self.device)
         if self.lpips.substitute and cfg.loss.lpips > 0 and acc.is_main_process:
             print("hypir train: LPIPS without local VGG/lin weights: using the random-VGG substitute "
@@ -255,10 +260,15 @@ class HypirTrainer:
             return ImageDataset(d.source, crop=d.crop, flip=d.flip, prompt=self.cfg.model.prompt, seed=seed)
         return GeneratedImages(d.generated, size=d.crop, flip=d.flip, prompt=self.cfg.model.prompt, seed=seed)
 
+    @property
+    def batches_per_step(self) -> int:
+        """Global batches a step reads: 2 under the released schedule (stage 2), else 1."""
+        return 2 if self.cfg.stage == "restore" and self.cfg.run.schedule == "released" else 1
+
     def _loader(self, start: int):
         d = self.cfg.data
         sampler = _MicroBatches(start, self.cfg.run.steps, d.batch_size, self.acc.process_index,
-                                self.acc.num_processes, d.accumulation)
+                                self.acc.num_processes, d.accumulation, self.batches_per_step)
         return torch.utils.data.DataLoader(_Positions(self.dataset, self.cfg.run.seed), batch_sampler=sampler,
                                            num_workers=d.workers, persistent_workers=d.workers > 0)
 
@@ -304,18 +314,25 @@ class HypirTrainer:
         return seed if self.cfg.model.posterior == "sample" else None
 
     def train_step(self, step: int, micro: list[dict]) -> dict[str, float]:
-        """One optimisation step over this process's micro-batches: stage 2, a generator step and a
+        """One optimisation step over this process's micro-batches (``accumulation`` of them for
+        each of :attr:`batches_per_step` global batches): stage 2, a generator step and a
         discriminator step; stage 1, an encoder step."""
-        acc, n = self.acc, len(micro)
-        k0 = acc.process_index * n
-        prepared = [self._prepare_micro(step, k0 + j, b) for j, b in enumerate(micro)]
+        acc, n = self.acc, self.cfg.data.accumulation
+        if len(micro) != n * self.batches_per_step:
+            raise ValueError(f"micro: expected {n * self.batches_per_step} micro-batches "
+                             f"(accumulation x batches per step), got {len(micro)}")
+        per_group = acc.num_processes * n
+        prepared = [self._prepare_micro(step, (i // n) * per_group + acc.process_index * n + i % n, b)
+                    for i, b in enumerate(micro)]
         sums: dict[str, float] = {}
 
         def add(name, value):
             sums[name] = sums.get(name, 0.0) + float(value.detach() if torch.is_tensor(value) else value) / n
 
-        step_fn = self._encoder_step if self.cfg.stage == "encoder" else self._restore_step
-        sums.update(step_fn(prepared, add))
+        if self.cfg.stage == "encoder":
+            sums.update(self._encoder_step(prepared, add))
+        else:
+            sums.update(self._restore_step(prepared[:n], prepared[n:] or None, add))
         sums["lr_g"] = self.sched_g.get_last_lr()[0]
         return sums
 
@@ -346,8 +363,11 @@ class HypirTrainer:
             add("mse_to_gt", F.mse_loss(x.detach().float(), target * 2 - 1))
         return {"gnorm_g": self._generator_update()}
 
-    def _restore_step(self, prepared, add) -> dict[str, float]:
+    def _restore_step(self, prepared, prepared_d, add) -> dict[str, float]:
+        """A generator step on ``prepared``; a discriminator step on ``prepared_d`` with fakes made by
+        the updated generator (released schedule), or on ``prepared`` and its fakes (None)."""
         acc, cfg, n = self.acc, self.cfg, len(prepared)
+        reduction = cfg.loss.gan_reduction
         # Generator step: the discriminator's head is frozen and called unwrapped (no DDP sync).
         disc = self._disc
         disc.heads.requires_grad_(False)
@@ -360,14 +380,20 @@ class HypirTrainer:
                 ref = target * 2 - 1
                 mse = F.mse_loss(x.float(), ref)
                 lp = self.lpips(x.float(), ref).mean() if cfg.loss.lpips > 0 else x.new_zeros(())
-                gan = generator_loss(disc(x), cfg.loss.gan_loss, cfg.loss.generator_label) if cfg.loss.gan > 0 else x.new_zeros(())
+                gan = (generator_loss(disc(x), cfg.loss.gan_loss, cfg.loss.generator_label, reduction)
+                       if cfg.loss.gan > 0 else x.new_zeros(()))
                 loss = cfg.loss.mse * mse + cfg.loss.lpips * lp + cfg.loss.gan * gan
                 acc.backward(loss / n)
             fakes.append(x.detach())
             add("loss_g", loss), add("mse", mse), add("lpips", lp), add("gan_g", gan)
         gnorm_g = self._generator_update()
 
-        # Discriminator step on the same samples.
+        if prepared_d is not None:  # released schedule: the next batch, fakes of the updated generator
+            with torch.no_grad(), acc.autocast():
+                fakes = [self.generate(lq, prompts, richness, seed, unet=self._net).detach()
+                         for lq, _, prompts, richness, seed in prepared_d]
+            prepared = prepared_d
+
         disc.heads.requires_grad_(True)
         self.disc.train()
         for j, ((_, target, *_), fake) in enumerate(zip(prepared, fakes)):
@@ -375,7 +401,7 @@ class HypirTrainer:
             with sync, acc.autocast():
                 real_logits, fake_logits = self.disc(target * 2 - 1), self.disc(fake)
                 loss_d = discriminator_loss(real_logits, fake_logits, cfg.loss.gan_loss, cfg.loss.real_label,
-                                            cfg.loss.fake_label)
+                                            cfg.loss.fake_label, reduction)
                 acc.backward(loss_d / n)
             add("loss_d", loss_d)
             add("d_real", sum(float(t.detach().float().mean()) for t in real_logits) / len(real_logits))
@@ -408,7 +434,7 @@ class HypirTrainer:
                 self.load(path)
         cfg, acc = self.cfg, self.acc
         total = cfg.run.steps
-        global_batch = cfg.data.batch_size * acc.num_processes * cfg.data.accumulation
+        global_batch = cfg.data.batch_size * acc.num_processes * cfg.data.accumulation * self.batches_per_step
         it = iter(self._loader(self.step))
         bar = tqdm(total=total, initial=self.step, desc="hypir train", unit="step",
                    disable=not (self.progress and acc.is_main_process))
@@ -416,7 +442,7 @@ class HypirTrainer:
         start = time.perf_counter()
         done = 0
         while self.step < total:
-            micro = [next(it) for _ in range(cfg.data.accumulation)]
+            micro = [next(it) for _ in range(cfg.data.accumulation * self.batches_per_step)]
             logs = self.train_step(self.step, micro)
             self.step += 1
             done += 1
@@ -518,10 +544,21 @@ class HypirTrainer:
         default = "encoder.safetensors" if self.cfg.stage == "encoder" else "hypir.safetensors"
         return self.out / (self.cfg.run.export or default)
 
+    RELEASED_LORA, RELEASED_TEXTURE = "released_lora.pth", "released_texture.safetensors"
+
+    @property
+    def exports_released(self) -> bool:
+        """Whether :meth:`export` also writes the official enhancer's ``.pth`` (``run.export_released``;
+        null: when the texture embedding is off, i.e. the weights are exactly the released kind)."""
+        r = self.cfg.run.export_released
+        return self.cfg.stage == "restore" and (not self.cfg.model.texture if r is None else r)
+
     def export(self, path: str | Path | None = None) -> Path:
         """EMA weights (unless ``run.export_ema`` is false) for ``hypir restore``: stage 2, the
-        released HYPIR format (LoRA + texture embedding, ``--weights``); stage 1, the VAE encoder
-        (:func:`hypir.models.sd2.save_encoder`, ``--encoder``)."""
+        released HYPIR format (LoRA + texture embedding, ``--weights``) and, when
+        :attr:`exports_released`, :data:`RELEASED_LORA` for the official enhancer
+        (:func:`hypir.models.lora.save_released`; a texture embedding in :data:`RELEASED_TEXTURE`);
+        stage 1, the VAE encoder (:func:`hypir.models.sd2.save_encoder`, ``--encoder``)."""
         path = Path(path) if path is not None else self.export_path
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
@@ -531,5 +568,8 @@ class HypirTrainer:
                     save_encoder(self._net.vae, path)
                 else:
                     hypir_lora.save_checkpoint(self._net, path)
+                    if self.exports_released:
+                        hypir_lora.save_released(self._net, path.with_name(self.RELEASED_LORA),
+                                                 path.with_name(self.RELEASED_TEXTURE))
         self.acc.wait_for_everyone()
         return path

@@ -9,9 +9,11 @@ from hypir.train.losses import LPIPS, discriminator_loss, generator_loss
 
 def test_bce_with_label_smoothing_closed_form():
     zero = [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)]
-    # at logit 0, BCE against any target is ln 2
-    assert float(discriminator_loss(zero, zero)) == pytest.approx(2 * math.log(2))
-    assert float(generator_loss(zero)) == pytest.approx(math.log(2))
+    # at logit 0, BCE against any target is ln 2 per level; levels summed (released) or averaged
+    assert float(discriminator_loss(zero, zero)) == pytest.approx(4 * math.log(2))
+    assert float(generator_loss(zero)) == pytest.approx(2 * math.log(2))
+    assert float(discriminator_loss(zero, zero, reduction="mean")) == pytest.approx(2 * math.log(2))
+    assert float(generator_loss(zero, reduction="mean")) == pytest.approx(math.log(2))
     x = torch.full((1, 1, 3, 3), 2.0)
     sig = 1 / (1 + math.exp(-2.0))
     real = -(0.8 * math.log(sig) + 0.2 * math.log(1 - sig))
@@ -20,9 +22,41 @@ def test_bce_with_label_smoothing_closed_form():
     assert float(generator_loss([x], target=0.8)) == pytest.approx(real, rel=1e-6)
 
 
-def test_levels_weigh_the_same():
+def test_levels_sum_or_weigh_the_same():
     small, big = torch.full((1, 1, 1, 1), 3.0), torch.full((1, 1, 8, 8), -1.0)
-    assert float(generator_loss([small, big], "hinge")) == pytest.approx((-3.0 + 1.0) / 2)
+    assert float(generator_loss([small, big], "hinge")) == pytest.approx(-3.0 + 1.0)
+    assert float(generator_loss([small, big], "hinge", reduction="mean")) == pytest.approx((-3.0 + 1.0) / 2)
+    with pytest.raises(ValueError, match="reduction"):
+        generator_loss([small], reduction="max")
+
+
+def _released_multilevel_loss(levels, for_real=True, for_G=False, alpha=0.8):
+    """vision-aided-gan's ``multilevel_loss(alpha=0.8)`` as HYPIR calls it (``HYPIR/model/D.py``),
+    then the trainer's ``.mean()``: maps arrive squeezed ``[B, h, w]`` (mean over h, w per image),
+    the pooled level ``[B, 1]``; per-image losses summed over levels."""
+    target = alpha if (for_real or for_G) else 0.0
+    per_image = 0
+    for each in levels:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(each, torch.full_like(each, target), reduction="none")
+        if loss.dim() > 2:
+            loss = loss.mean([1, 2]).reshape(-1, 1)
+        per_image = per_image + loss
+    return per_image.mean()
+
+
+def test_terms_equal_the_released_ones_on_identical_logits():
+    """The released head's 4 levels (3 maps of different sizes, the pooled [B, 1]) with random
+    logits: our G and D terms equal the release's; the mean reduction is a quarter of it."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 1, 32, 32), (3, 1, 16, 16), (3, 1, 8, 8), (3, 1)]
+    real = [torch.randn(s, generator=g) * 2 for s in shapes]
+    fake = [torch.randn(s, generator=g) * 2 - 1 for s in shapes]
+    squeeze = lambda ts: [t.squeeze(1) if t.dim() == 4 else t for t in ts]  # noqa: E731  (D.py's .squeeze(1))
+    want_g = _released_multilevel_loss(squeeze(fake), for_G=True)
+    want_d = _released_multilevel_loss(squeeze(real), for_real=True) + _released_multilevel_loss(squeeze(fake), for_real=False)
+    torch.testing.assert_close(generator_loss(fake), want_g)
+    torch.testing.assert_close(discriminator_loss(real, fake), want_d)
+    torch.testing.assert_close(generator_loss(fake, reduction="mean"), want_g / 4)
 
 
 def test_hinge():

@@ -169,3 +169,111 @@ def test_encoder_stage_resumes_bit_for_bit(tmp_path):
     # a stage-1 checkpoint is not a stage-2 one
     with pytest.raises(ValueError, match="resume"):
         HypirTrainer(tiny_config(tmp_path / "c"), progress=False).train(resume=str(tmp_path / "b" / "checkpoints" / "step-00000003"))
+
+
+# ---- the released schedule and the released export -------------------------------------------
+
+
+def _record_disc_inputs(trainer):
+    seen = []
+    trainer._disc.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    return seen
+
+
+@pytest.mark.parametrize("schedule", ["released", "same-batch"])
+def test_schedule_decides_what_the_discriminator_sees(tmp_path, schedule):
+    """released: the discriminator steps on the next batch, against fakes the just-updated generator
+    makes of it; same-batch: on the generator step's batch and fakes."""
+    trainer = HypirTrainer(tiny_config(tmp_path / schedule, run={"schedule": schedule}), progress=False)
+    assert trainer.batches_per_step == (2 if schedule == "released" else 1)
+    ds = trainer.dataset
+    micro = [{"gt": ds.sample(i, 0)["gt"][None], "prompt": [""]} for i in range(trainer.batches_per_step)]
+    prepared = [trainer._prepare_micro(0, k, b) for k, b in enumerate(micro)]
+    lq, target, prompts, richness, seed = prepared[-1]  # the discriminator's batch
+    with torch.no_grad():
+        fake_before = trainer.generate(lq, prompts, richness, seed, unet=trainer._net)
+    seen = _record_disc_inputs(trainer)
+    trainer.train_step(0, micro)
+    g_fake, d_real, d_fake = seen  # the generator step's call, then the discriminator step's two
+    torch.testing.assert_close(d_real, target * 2 - 1)
+    if schedule == "same-batch":
+        torch.testing.assert_close(d_fake, g_fake)
+    else:
+        assert not torch.equal(prepared[0][1], prepared[1][1])  # two different batches
+        with torch.no_grad():
+            fake_after = trainer.generate(lq, prompts, richness, seed, unet=trainer._net)
+        torch.testing.assert_close(d_fake, fake_after)
+        assert not torch.allclose(d_fake, fake_before)  # made by the updated generator
+    with pytest.raises(ValueError, match="micro: expected"):
+        trainer.train_step(1, micro + micro)
+
+
+def test_micro_batches_cover_each_global_batch_once_in_any_layout():
+    from hypir.train.trainer import _MicroBatches
+
+    def positions(world, acc, groups):
+        per_rank = [list(_MicroBatches(0, 2, 2, r, world, acc, groups)) for r in range(world)]
+        steps = []
+        for s in range(2):
+            for g in range(groups):
+                block = [p for r in range(world) for mb in per_rank[r][(s * groups + g) * acc:(s * groups + g + 1) * acc] for p in mb]
+                steps.append(sorted(block))
+        return steps
+
+    two_ranks, one_rank = positions(2, 1, 2), positions(1, 2, 2)
+    assert two_ranks == one_rank == [list(range(i * 4, i * 4 + 4)) for i in range(4)]
+    assert positions(1, 1, 1) == [[0, 1], [2, 3]]
+
+
+def _official_load(base_model_dir, path, rank):
+    """``SD2Enhancer.init_generator`` (XPixelGroup/HYPIR @b61d107, HYPIR/enhancer/sd2.py) restated:
+    peft adapter added with diffusers' ``add_adapter``, ``torch.load``, and its strict key assertion."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
+    from hypir.models.lora import HYPIR_TARGETS
+
+    G = UNet2DConditionModel.from_pretrained(base_model_dir, subfolder="unet")
+    G.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(HYPIR_TARGETS)))
+    state_dict = torch.load(path, map_location="cpu", weights_only=False)
+    G.load_state_dict(state_dict, strict=False)
+    required = {k for k in G.state_dict() if "lora" in k}
+    assert required == set(state_dict), (sorted(required - set(state_dict))[:3], sorted(set(state_dict) - required)[:3])
+    return G, state_dict
+
+
+@pytest.mark.parametrize("texture", [False, True])
+def test_export_released_loads_in_the_official_loader(tmp_path, texture):
+    run = {"steps": 1} if not texture else {"steps": 1, "export_released": True}
+    trainer = HypirTrainer(tiny_config(tmp_path / "run", model={"texture": texture}, run=run), progress=False)
+    assert trainer.exports_released
+    exported = trainer.train()
+    released = exported.with_name("released_lora.pth")
+    G, state = _official_load(trainer.base_model_dir, released, 4)
+    ema = trainer.ema.state_dict()
+    assert all(v.dtype == torch.float32 for v in state.values())
+    assert all(torch.equal(G.state_dict()[k], ema[k].float()) for k in state)
+    ours = __import__("hypir.models", fromlist=["read_checkpoint"]).read_checkpoint(exported)
+    texture_file = exported.with_name("released_texture.safetensors")
+    assert texture_file.is_file() == texture
+    if texture:
+        from safetensors.torch import load_file
+
+        tex = load_file(texture_file)
+        assert tex and all(k.startswith("class_embedding.") for k in tex)
+        assert set(tex) | set(state) == set(ours) and not set(tex) & set(state)
+    else:
+        assert set(state) == set(ours)
+
+
+def test_export_released_is_off_with_a_texture_embedding_unless_asked(tmp_path):
+    trainer = HypirTrainer(tiny_config(tmp_path / "run", run={"steps": 1}), progress=False)
+    assert not trainer.exports_released
+    exported = trainer.train()
+    assert not exported.with_name("released_lora.pth").exists()
+    from hypir.models.lora import save_released
+
+    with pytest.raises(ValueError, match="texture_path"):
+        save_released(trainer._net, tmp_path / "x.pth")
+    with pytest.raises(ValueError, match=r"path: the official loader reads a \.pth"):
+        save_released(trainer._net, tmp_path / "x.safetensors", tmp_path / "t.safetensors")
