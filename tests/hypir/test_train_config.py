@@ -17,6 +17,9 @@ def test_sd21_config_lists_the_paper_defaults():
     assert (cfg.loss.real_label, cfg.loss.fake_label, cfg.loss.generator_label) == (0.8, 0.0, 0.8)
     assert (cfg.optim.lr_g, cfg.optim.lr_d, cfg.optim.grad_clip, cfg.run.ema) == (1e-5, 1e-5, 1.0, 0.999)
     assert cfg.data.crop == 512
+    # the released training choices (HYPIR/model/D.py, vision-aided-gan multilevel_loss, trainer/base.py)
+    assert (cfg.discriminator.backbone, cfg.discriminator.head, cfg.discriminator.head_channels) == ("timm/convnext_xxlarge", "released", 512)
+    assert (cfg.loss.gan_reduction, cfg.run.schedule) == ("sum", "released")
 
 
 def test_tiny_config_loads():
@@ -38,6 +41,9 @@ BASE = "model: {tiny: {}}\ndata: {generated: 4, crop: 64}\ndiscriminator: {backb
 
 @pytest.mark.parametrize("extra, message", [
     ("run: {stepz: 3}", r"^run\.stepz: unknown key"),
+    ("run: {schedule: alternate}", r"^run\.schedule"),
+    ("loss: {gan_reduction: max}", r"^loss\.gan_reduction"),
+    ("discriminator: {backbone: conv, head: patch}", r"^discriminator\.head"),
     ("run: {steps: 0}", r"^run\.steps: expected >= 1, got 0"),
     ("optim: {lr_g: -1}", r"^optim\.lr_g: expected a positive number"),
     ("optim: {betas: [0.9, 1.5]}", r"^optim\.betas"),
