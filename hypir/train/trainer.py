@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
