@@ -1,4 +1,4 @@
-"""Stored expected outputs of the released HYPIR enhancer (``data/released_expected.safetensors``):
+"""Stored expected outputs of the released HYPIR enhancer (``expected/released_expected.safetensors``):
 the oracle ``released_enhancer.enhance`` run once on the tiny test model, fp32, CPU, posterior
 mean, for the cases in :data:`CASES`, frozen so the released preset is also checked against
 numbers that do not move when the oracle or the restorer is edited.
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-STORED = Path(__file__).with_name("data") / "released_expected.safetensors"
+STORED = Path(__file__).with_name("expected") / "released_expected.safetensors"
 CASES = [(24, 40, 4), (37, 29, 2)]  # (h, w, upscale); the 130x136 case (2.5 MB) is checked live only
 
 
