@@ -170,11 +170,7 @@ def restore_main(args) -> int:
     from .data.io import list_inputs, read_image, write_image
     from .pipelines.restorer import Restorer
 
-    try:
-        files = list_inputs(args.inputs)
-    except FileNotFoundError as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
+    files = list_inputs(args.inputs)  # a missing name: FileNotFoundError, one line from main()
     if not files:
         print("hypir: no input images found", file=sys.stderr)
         return 2
@@ -182,13 +178,8 @@ def restore_main(args) -> int:
         print(f"hypir: --prompt-dir: no such folder {args.prompt_dir!r}", file=sys.stderr)
         return 2
     _quiet_libraries()
-    try:
-        restorer = Restorer.from_pretrained(args.base_model, args.weights, encoder=args.encoder, device=args.device,
-                                            dtype=args.dtype, merge=False if args.no_merge else None,
-                                            preset=args.preset)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
+    restorer = Restorer.from_pretrained(args.base_model, args.weights, encoder=args.encoder, device=args.device,
+                                        dtype=args.dtype, merge=False if args.no_merge else None, preset=args.preset)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     max_memory = None if args.max_memory is None else args.max_memory * 2**30
@@ -219,9 +210,11 @@ def _quiet_libraries() -> None:
         from diffusers.utils import logging as dlog
 
         dlog.set_verbosity_error()
+        dlog.disable_progress_bar()  # "Loading weights" bars of the base model's parts
         from transformers.utils import logging as tlog
 
         tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
     except ImportError:
         pass
 
@@ -239,19 +232,13 @@ def _overrides(items: list[str]) -> dict:
 
 
 def _train_command(args, load_config, make_trainer, report) -> int:
-    """Load and validate a config, train (resuming if asked), print ``report(config, trainer, exported)``."""
-    try:
-        config = load_config(args.config, _overrides(args.overrides))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
+    """Load and validate a config, train (resuming if asked), print ``report(config, trainer, exported)``.
+    A bad config or file raises (one line and exit 2 from :func:`main`); a signal raises
+    :class:`hypir.train.interrupt.Interrupted` after the checkpoint is written."""
+    config = load_config(args.config, _overrides(args.overrides))
     _quiet_libraries()
-    try:
-        trainer = make_trainer(config, progress=not args.quiet)
-        exported = trainer.train(resume=args.resume)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
+    trainer = make_trainer(config, progress=not args.quiet)
+    exported = trainer.train(resume=args.resume)
     if trainer.acc.is_main_process:
         print(f"hypir: {report(config, trainer, exported)}", file=sys.stderr)
     return 0
@@ -296,17 +283,14 @@ def rsd_sample_main(args) -> int:
     import torch
 
     from .data.io import image_grid, write_image
+    from .files import atomic_write
     from .pipelines.restorer import resolve_device
     from .rsd.distill import is_student, load_student, one_step_sample
     from .rsd.teacher import displayable, load_teacher, sample
 
-    try:
-        device = resolve_device(args.device)
-        student = is_student(args.checkpoint)
-        model, meta = (load_student if student else load_teacher)(args.checkpoint)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"hypir: {e}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)
+    student = is_student(args.checkpoint)
+    model, meta = (load_student if student else load_teacher)(args.checkpoint)
     model.to(device)
     shape = (args.n, meta["image_channels"], meta["size"], meta["size"])
     if student:
@@ -317,15 +301,15 @@ def rsd_sample_main(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, image_grid(displayable(x)))
     if args.save_tensor:
-        torch.save(x.cpu(), args.save_tensor)
+        with atomic_write(args.save_tensor) as tmp:
+            torch.save(x.cpu(), tmp)
     what = "one-step student" if student else "teacher"
     noise = f" (data noise sigma_n {meta['task'].sigma_n:g})" if meta["task"].sigma_n > 0 else ""
     print(f"hypir: {args.n} samples of the {meta['task'].kind} {what}{noise} in {out}", file=sys.stderr)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _dispatch(args) -> int:
     if args.command == "restore":
         return restore_main(args)
     if args.command == "train":
@@ -334,6 +318,26 @@ def main(argv: list[str] | None = None) -> int:
         run = {"pretrain": rsd_pretrain_main, "distill": rsd_distill_main, "sample": rsd_sample_main}
         return run[args.rsd_command](args)
     return 2  # pragma: no cover (argparse rejects unknown commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done; 1 some images failed (restore); 2 a bad argument, config or file (one
+    line on stderr naming it, no traceback); 130 / 143 stopped by SIGINT / SIGTERM (training:
+    after writing a checkpoint)."""
+    from .train.interrupt import Interrupted
+
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except Interrupted as e:
+        print(f"hypir: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hypir: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # a bad file, config or value (FileFormatError is a ValueError)
+        print(f"hypir: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ a dataclass's own ``__post_init__`` checks ranges, and its ``ValueError`` gets t
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import types
@@ -30,7 +31,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
         try:
             data = yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ValueError(f"config: {str(path)!r} is not valid YAML: {e}") from None
+            raise ValueError(f"config: {str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -94,7 +95,9 @@ def parse(cls: type[T], data: Any, prefix: str = "", base: T | None = None) -> T
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
-        raise ValueError(f"{_join(prefix, unknown[0])}: unknown key (known: {', '.join(sorted(fields))})")
+        near = difflib.get_close_matches(unknown[0], list(fields), n=1, cutoff=0.6)
+        hint = f"did you mean {_join(prefix, near[0])!r}? " if near else ""
+        raise ValueError(f"{_join(prefix, unknown[0])}: unknown key; {hint}(known: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, f in fields.items():
         key = _join(prefix, name)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..files import atomic_write
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -97,9 +99,8 @@ def write_image(path: str | os.PathLike, rgb: torch.Tensor, meta: ImageMeta | No
         arr8 = ((arr * 255.0).round() if quantize == "round" else np.floor(arr * 255.0)).astype(np.uint8)
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr8.shape[2]]
         pil = Image.fromarray(arr8[:, :, 0] if mode == "L" else arr8, mode)
-    tmp = path.with_name(path.name + ".tmp")
-    pil.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pil.save(tmp, format="PNG")
     return path
 
 

@@ -60,16 +60,15 @@ class InceptionFeatures(nn.Module):
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError:
             raise ValueError("weights: Inception features need torch-fidelity installed (pip install torch-fidelity)") from None
+        from ..files import FileFormatError, read_state_dict
+
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights: no such file {str(path)!r} (the FID Inception weights, "
                                     f"weights-inception-2015-12-05-6726825d.pth)")
-        try:  # a plain state dict (this also proves the pickle is safe for torch-fidelity's own load)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"weights: {str(path)!r} is not a plain state dict ({e})") from None
-        if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
-            raise ValueError(f"weights: {str(path)!r} is not the FID Inception-v3 state dict")
+        state = read_state_dict(path, "weights")  # a plain state dict: also proves the pickle safe for torch-fidelity's load
+        if "Mixed_7c.branch_pool.conv.weight" not in state:
+            raise FileFormatError("weights", path, "the FID Inception-v3 state dict", "a state dict without its keys")
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,29 +113,23 @@ def train_digit_features(size: int = 32, steps: int = 1500, batch: int = 128, se
 
 def save_features(net: DigitFeatures, path: str | os.PathLike, **info) -> Path:
     """Weights + config (+ ``info`` such as the accuracy) in one safetensors file."""
-    from safetensors.torch import save_file
+    from ..files import save_tensors
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
-              metadata={"config": json.dumps(net.config), "info": json.dumps(info)})
-    return path
+    return save_tensors(path, net.state_dict(), metadata={"config": json.dumps(net.config), "info": json.dumps(info)})
 
 
 def load_features(path: str | os.PathLike) -> DigitFeatures:
     """A network written by :func:`save_features` (eval mode; ``.info`` holds what was saved with it)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from ..files import FileFormatError, check_keys, read_state_dict, safetensors_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"features: no such file {str(path)!r}")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    wanted = "a feature network written by save_features"
+    meta = safetensors_metadata(path, "features", wanted)
     if "config" not in meta:
-        raise ValueError(f"features: {str(path)!r} is not a feature network written by save_features")
+        raise FileFormatError("features", path, wanted, "a safetensors file without its config")
     net = DigitFeatures(**json.loads(meta["config"]))
-    net.load_state_dict(load_file(str(path)))
+    state = read_state_dict(path, "features")
+    check_keys(state, {k: tuple(v.shape) for k, v in net.state_dict().items()}, "features", path, wanted)
+    net.load_state_dict(state)
     net.info = json.loads(meta.get("info", "{}"))
     return net.eval()
 

@@ -9,12 +9,12 @@ embedding (keys under ``class_embedding.``, see :mod:`hypir.models.texture`).
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..files import FileFormatError, check_keys, read_state_dict, save_tensors
 from .texture import TEXTURE_PREFIX, attach_texture_embedding, has_texture_embedding
 
 HYPIR_TARGETS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
@@ -52,18 +52,9 @@ def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _write_state(state: dict[str, torch.Tensor], path: Path) -> Path:
     """``.safetensors`` or ``.pth`` (plain ``torch.save`` of a dict of tensors), atomically."""
-    state = {k: v.contiguous() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file(state, str(tmp))
-    elif path.suffix in (".pth", ".pt"):
-        torch.save(state, tmp)
-    else:
+    if path.suffix not in (".safetensors", ".pth", ".pt"):
         raise ValueError(f"path: expected a .safetensors or .pth file name, got {str(path)!r}")
-    os.replace(tmp, path)
-    return path
+    return save_tensors(path, state)
 
 
 def save_checkpoint(unet: torch.nn.Module, path: str | os.PathLike) -> Path:
@@ -94,24 +85,10 @@ def save_released(unet: torch.nn.Module, path: str | os.PathLike,
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint's tensors on the CPU. ``.pth`` is read with ``weights_only=True``: a file
-    holding pickled objects other than tensors and containers is refused, never executed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: no such file {str(path)!r}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise ValueError(f"weights: {str(path)!r} holds pickled objects other than tensors; refused "
-                             f"(only plain state dicts load, with weights_only=True): {e}") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ValueError(f"weights: {str(path)!r} is not a state dict of tensors")
-    return state
+    """Read a checkpoint's tensors on the CPU, safetensors or torch file chosen by content
+    (:func:`hypir.files.read_state_dict`): a pickle holding anything but tensors and containers is
+    refused, never executed; a damaged file raises :class:`hypir.files.FileFormatError`."""
+    return read_state_dict(path, "weights")
 
 
 def checkpoint_rank(state: dict[str, torch.Tensor]) -> int:
@@ -122,37 +99,26 @@ def checkpoint_rank(state: dict[str, torch.Tensor]) -> int:
     return ranks.pop()
 
 
-def _listing(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})"
-
-
 def load_checkpoint(unet: torch.nn.Module, state: dict[str, torch.Tensor] | str | os.PathLike,
-                    spec: LoraSpec | None = None) -> LoraSpec:
+                    spec: LoraSpec | None = None, *, source: str | os.PathLike | None = None) -> LoraSpec:
     """Add the adapter to ``unet`` and load a HYPIR checkpoint into it; returns the spec used.
 
     ``spec`` defaults to the released targets with the checkpoint's rank and alpha = rank. A
     checkpoint with texture-embedding keys attaches that embedding too. Any missing or unexpected
     key, or a shape mismatch, raises ``ValueError`` naming them, before ``unet`` is changed.
     """
+    source = source or "<state dict>"  # the file a given state dict was read from, for the messages
     if not isinstance(state, dict):
-        state = read_checkpoint(state)
-    spec = spec or LoraSpec(rank=checkpoint_rank(state))
+        source, state = state, read_checkpoint(state)
+    try:
+        spec = spec or LoraSpec(rank=checkpoint_rank(state))
+    except ValueError as e:
+        raise FileFormatError("weights", source, "a HYPIR checkpoint (LoRA weights of the UNet)",
+                              str(e).removeprefix("weights: ")) from None
     with_texture = any(k.startswith(TEXTURE_PREFIX) for k in state)
     own = _expected_entries(unet, spec, with_texture)
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k] != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {_listing(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {_listing(unexpected)}")
-        if shapes:
-            problems.append("shape mismatches: " + _listing([f"{k} {tuple(state[k].shape)} vs {own[k]}" for k in shapes]))
-        raise ValueError(f"weights: checkpoint does not match the UNet with LoRA rank {spec.rank} on "
-                         f"{len(spec.targets)} targets; " + "; ".join(problems))
+    check_keys(state, own, "weights", source,
+               f"a HYPIR checkpoint for this UNet (LoRA rank {spec.rank} on {len(spec.targets)} targets)")
     add_lora(unet, spec)
     if with_texture and not has_texture_embedding(unet):
         attach_texture_embedding(unet)

@@ -81,15 +81,27 @@ def load_components(path: str | os.PathLike) -> Components:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from ..files import FileFormatError, check_safetensors
+
     path = check_model_dir(path)
+    for weights in sorted(path.glob("*/*.safetensors")):  # a truncated part is named, not left to the loaders
+        check_safetensors(weights, "base_model", f"the {weights.parent.name} weights of a diffusers SD2.1-base directory")
     kw = dict(local_files_only=True)
+
+    def part(sub, load):
+        try:
+            return load(path / sub)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise FileFormatError("base_model", path / sub, f"the {sub} of a diffusers SD2.1-base directory",
+                                  f"a part that does not load ({type(e).__name__}: {str(e).strip() or e!r})") from None
+
     return Components(
-        vae=AutoencoderKL.from_pretrained(path / "vae", torch_dtype=torch.float32, **kw).eval(),
-        unet=UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch.float32, **kw).eval(),
-        text_encoder=CLIPTextModel.from_pretrained(path / "text_encoder", dtype=torch.float32, **kw).eval(),
-        tokenizer=CLIPTokenizer.from_pretrained(path / "tokenizer", **kw),
+        vae=part("vae", lambda p: AutoencoderKL.from_pretrained(p, torch_dtype=torch.float32, **kw).eval()),
+        unet=part("unet", lambda p: UNet2DConditionModel.from_pretrained(p, torch_dtype=torch.float32, **kw).eval()),
+        text_encoder=part("text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=torch.float32, **kw).eval()),
+        tokenizer=part("tokenizer", lambda p: CLIPTokenizer.from_pretrained(p, **kw)),
         # SD2.1-base ships a PNDM config; its betas are the DDPM ones the one-step formula needs.
-        scheduler=DDPMScheduler.from_pretrained(path / "scheduler", **kw),
+        scheduler=part("scheduler", lambda p: DDPMScheduler.from_pretrained(p, **kw)),
     )
 
 
@@ -122,30 +134,20 @@ def encoder_state(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_encoder(vae: torch.nn.Module, path: str | os.PathLike) -> Path:
     """Write the VAE's encoder weights (a stage-1 result) as a safetensors file."""
-    from safetensors.torch import save_file
+    from ..files import save_tensors
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in encoder_state(vae).items()}, str(path))
-    return path
+    return save_tensors(path, encoder_state(vae))
 
 
 def load_encoder(vae: torch.nn.Module, path: str | os.PathLike) -> None:
     """Load a stage-1 encoder file (:func:`save_encoder`) into ``vae`` in place; the decoder is kept.
     Raises ``ValueError`` naming the keys when the file is not this VAE's encoder."""
-    from safetensors.torch import load_file
+    from ..files import check_keys, read_state_dict
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder: {str(path)!r} is not a file (expected a .safetensors encoder from "
-                                f"a stage-1 `hypir train` run)")
-    state = load_file(str(path))
+    state = read_state_dict(path, "encoder")
     own = encoder_state(vae)
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or extra or shapes:
-        raise ValueError(f"encoder: {str(path)!r} does not fit this VAE (missing {missing[:3]}, unexpected "
-                         f"{extra[:3]}, other shapes {shapes[:3]})")
+    check_keys(state, {k: tuple(v.shape) for k, v in own.items()}, "encoder", path,
+               "the VAE encoder of a stage-1 `hypir train` run for this model")
     with torch.no_grad():
         params = dict(vae.named_parameters()) | dict(vae.named_buffers())
         for k, v in state.items():

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from hypir_kernels import tiled_apply
 
+from ..files import read_state_dict
 from ..models import lora as hypir_lora
 from ..models.onestep import OneStep
 from ..models.sd2 import Components, build_components, load_components, load_encoder
@@ -208,7 +209,15 @@ class Restorer:
         (``.safetensors`` or ``.pth``, the released format; rank read from the file unless
         ``lora`` says otherwise); ``encoder``: a stage-1 (degradation pre-removal) encoder file
         that replaces the VAE's encoder. Other keyword arguments as the constructor."""
-        return cls.from_components(load_components(base_model), weights, lora=lora, encoder=encoder, **kwargs)
+        source = None
+        if weights is not None and not isinstance(weights, dict):  # a bad file fails before the model loads
+            source, weights = weights, hypir_lora.read_checkpoint(weights)
+        if encoder is not None:
+            read_state_dict(encoder, "encoder")
+        components = load_components(base_model)
+        if weights is not None:
+            hypir_lora.load_checkpoint(components.unet, weights, lora, source=source)
+        return cls.from_components(components, encoder=encoder, **kwargs)
 
     @classmethod
     def from_components(cls, components: Components, weights: str | os.PathLike | dict | None = None, *,

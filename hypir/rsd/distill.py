@@ -38,8 +38,8 @@ from .loop import RunLoop
 from .objectives import further_mask
 from .pretrain import observations, task_loss
 from .sid import fake_score_loss, generator_loss
-from .teacher import (PRECONDITIONING, build_denoiser, cond_channels, denoise_fixed, fixed_conditioning, load_teacher,
-                      read_description, write_described)
+from .teacher import (PRECONDITIONING, build_denoiser, cond_channels, denoise_fixed, fixed_conditioning, load_described,
+                      load_teacher, read_description, write_described)
 
 
 def _randn(shape, generator, dtype, device) -> torch.Tensor:
@@ -155,14 +155,12 @@ def save_student(gen: OneStepGenerator, path, net: NetConfig, image_channels: in
 
 def load_student(path) -> tuple[OneStepGenerator, dict]:
     """``(generator in eval mode, description)`` of a file written by :func:`save_student`."""
-    from safetensors.torch import load_file
-
     meta = read_description(path, "hypir_rsd_student")
     if meta is None:
         raise ValueError(f"checkpoint: {str(path)!r} is not an RSD student (written by `hypir rsd distill`)")
     denoiser = build_denoiser(meta["net"], meta["image_channels"], cond_channels(meta["task"]), meta["size"])
     gen = OneStepGenerator(denoiser, meta["task"], meta["size"], meta["sigma_init"])
-    gen.load_state_dict(load_file(str(path)))
+    load_described(path, gen)
     return gen.eval().requires_grad_(False), meta
 
 

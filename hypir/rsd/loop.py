@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..train import checkpoint
+from ..train.interrupt import Interrupted, stop_on_signals
 from .teacher import displayable
 
 
@@ -37,24 +38,32 @@ class RunLoop:
         bar = tqdm(total=cfg.run.steps, initial=self.step, desc=self.desc, unit="step",
                    disable=not (self.progress and acc.is_main_process))
         start, done = time.perf_counter(), 0
-        while self.step < cfg.run.steps:
-            logs = self.train_step(self.step)
-            self.step += 1
-            done += 1
-            self.after_step(logs)
-            bar.update(1)
-            bar.set_postfix({self.shown: f"{logs[self.shown]:.4f}"},
-                            img_s=f"{done * cfg.optim.batch_size * acc.num_processes / (time.perf_counter() - start):.1f}")
-            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == cfg.run.steps
-                                        or "proximal_fid" in logs):
-                with open(self.out / "log.jsonl", "a") as f:
-                    f.write(json.dumps({"step": self.step, **logs}) + "\n")
-            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
-                self.write_samples()
-            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps:
-                self.save()
-            if on_step is not None:
-                on_step(self.step, logs)
+        with stop_on_signals() as stop:
+            while self.step < cfg.run.steps:
+                logs = self.train_step(self.step)
+                self.step += 1
+                done += 1
+                self.after_step(logs)
+                bar.update(1)
+                bar.set_postfix({self.shown: f"{logs[self.shown]:.4f}"},
+                                img_s=f"{done * cfg.optim.batch_size * acc.num_processes / (time.perf_counter() - start):.1f}")
+                if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == cfg.run.steps
+                                            or "proximal_fid" in logs):
+                    with open(self.out / "log.jsonl", "a") as f:
+                        f.write(json.dumps({"step": self.step, **logs}) + "\n")
+                if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                    self.write_samples()
+                just_saved = bool(cfg.run.checkpoint_every) and self.step % cfg.run.checkpoint_every == 0 and self.step < cfg.run.steps
+                if just_saved:
+                    self.save()
+                if on_step is not None:
+                    on_step(self.step, logs)
+                if self.step < cfg.run.steps and (signum := stop.requested(acc)):
+                    bar.close()
+                    # the step's checkpoint is not written twice: re-writing it is the one moment a kill
+                    # could leave none
+                    saved = checkpoint.step_dir(self.out / "checkpoints", self.step) if just_saved else self.save()
+                    raise Interrupted(signum, self.step, saved)
         bar.close()
         self.save()
         return self.export()

@@ -20,6 +20,7 @@ import torch
 
 from hypir_kernels import bernoulli_mask
 
+from ..files import FileFormatError, check_keys, read_state_dict, safetensors_metadata, save_tensors
 from .config import NetConfig, TaskConfig
 from .edm import EDMPrecond, ambient_tweedie_sample, heun_sample
 
@@ -64,16 +65,8 @@ PRECONDITIONING = "edm+seen"
 
 def write_described(path: str | os.PathLike, module: torch.nn.Module, key: str, meta: dict) -> Path:
     """``module``'s state dict and a JSON ``meta`` (under metadata ``key``) as one safetensors file,
-    written atomically (a temporary file, then a rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(tmp),
-              metadata={key: json.dumps(meta)})
-    os.replace(tmp, path)
-    return path
+    written atomically (:func:`hypir.files.save_tensors`)."""
+    return save_tensors(path, module.state_dict(), metadata={key: json.dumps(meta)})
 
 
 def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, task: TaskConfig, image_channels: int,
@@ -85,29 +78,31 @@ def save_teacher(model: EDMPrecond, path: str | os.PathLike, net: NetConfig, tas
 
 def read_description(path: str | os.PathLike, key: str) -> dict | None:
     """The JSON description under metadata ``key`` of a safetensors file (``None`` when the file has
-    none); a missing or non-safetensors file is an error naming ``checkpoint``."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = (f.metadata() or {}).get(key)
-    except Exception as e:  # not a safetensors file at all
-        raise ValueError(f"checkpoint: {str(path)!r} is not a safetensors file ({e})") from None
+    none); a missing, damaged or non-safetensors file is an error naming ``checkpoint``."""
+    wanted = "an RSD teacher or student (.safetensors from `hypir rsd pretrain|distill`)"
+    meta = safetensors_metadata(path, "checkpoint", wanted).get(key)
     if meta is None:
         return None
-    meta = json.loads(meta)
-    meta["net"] = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
-    meta["task"] = TaskConfig(**meta["task"])
+    try:
+        meta = json.loads(meta)
+        meta["net"] = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+        meta["task"] = TaskConfig(**meta["task"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise FileFormatError("checkpoint", path, wanted, f"a damaged {key} description ({e})") from None
     return meta
+
+
+def load_described(path: str | os.PathLike, module: torch.nn.Module) -> None:
+    """Load the tensors of a :func:`write_described` file into ``module``, naming any key or shape
+    that does not fit (a damaged or foreign file) instead of torch's multi-line message."""
+    state = read_state_dict(path, "checkpoint")
+    check_keys(state, {k: tuple(v.shape) for k, v in module.state_dict().items()}, "checkpoint", path,
+               "the tensors its description promises")
+    module.load_state_dict(state)
 
 
 def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
     """``(model in eval mode, description)`` of a file written by :func:`save_teacher`."""
-    from safetensors.torch import load_file
-
     meta = read_description(path, "hypir_rsd_teacher")
     if meta is None:
         raise ValueError(f"checkpoint: {str(path)!r} is not an RSD teacher (written by `hypir rsd pretrain`)")
@@ -115,7 +110,7 @@ def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
         raise ValueError(f"checkpoint: {str(path)!r} is an inpainting teacher from before the masked preconditioning "
                          "(its samples collapse to the masked input); retrain it with `hypir rsd pretrain`")
     model = build_denoiser(meta["net"], meta["image_channels"], cond_channels(meta["task"]), meta["size"])
-    model.load_state_dict(load_file(str(path)))
+    load_described(path, model)
     return model.eval().requires_grad_(False), meta
 
 

@@ -5,8 +5,9 @@
         optimizers.pt         optimizer and scheduler state dicts (read with weights_only=True)
         state.json            step, RNG states and whatever small JSON the trainer adds
 
-written to a temporary directory and renamed into place (a crash never leaves a half-written
-checkpoint under a final name), keeping the last ``keep_last``.
+written to a temporary directory, fsynced and renamed into place (:func:`hypir.files.atomic_directory`:
+a kill -9 or a full disk never leaves a half-written checkpoint under a final name), keeping the
+last ``keep_last``. ``--resume auto`` takes the newest complete one.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..files import FileFormatError, atomic_directory, read_state_dict, read_torch, remove_stale
+
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -25,12 +28,16 @@ def step_dir(root: str | os.PathLike, step: int) -> Path:
     return Path(root) / f"step-{step:08d}"
 
 
+_FILES = ("tensors.safetensors", "optimizers.pt", "state.json")
+
+
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
+    """Complete checkpoints under ``root`` (all three files present), oldest first."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.match(p.name)) and all((p / f).is_file() for f in _FILES)]
     return [p for _, p in sorted(found)]
 
 
@@ -39,48 +46,51 @@ def save(root: str | os.PathLike, step: int, tensors: dict[str, dict[str, torch.
     """Write a checkpoint atomically; ``tensors``: group -> name -> tensor."""
     from safetensors.torch import save_file
 
+    remove_stale(root)  # what a killed run left half-written
     final = step_dir(root, step)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     flat = {f"{group}/{name}": t.detach().to("cpu").contiguous() for group, d in tensors.items() for name, t in d.items()}
-    save_file(flat, str(tmp / "tensors.safetensors"))
-    torch.save(optimizers, tmp / "optimizers.pt")
     rng = {"torch": torch.get_rng_state().tolist()}
     if torch.cuda.is_available():
         rng["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
-    (tmp / "state.json").write_text(json.dumps({"step": step, "rng": rng, **state}))
-    if final.exists():  # re-saving a step: replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_directory(final) as tmp:
+        save_file(flat, str(tmp / "tensors.safetensors"))
+        torch.save(optimizers, tmp / "optimizers.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "rng": rng, **state}))
     if keep_last:
         for old in list_checkpoints(root)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            # renamed first: a kill during the removal leaves a hidden folder, not a damaged checkpoint
+            doomed = old.with_name(f".{old.name}.old-{os.getpid()}")
+            os.replace(old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 
 def load(path: str | os.PathLike, map_location="cpu") -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict]:
-    """``(tensors by group, optimizers, state)`` of a checkpoint directory; restores the RNG states."""
-    from safetensors.torch import load_file
-
+    """``(tensors by group, optimizers, state)`` of a checkpoint directory; restores the RNG states.
+    A damaged file in it raises :class:`hypir.files.FileFormatError` naming it."""
     path = Path(path)
     if not (path / "state.json").is_file():
         raise FileNotFoundError(f"resume: {str(path)!r} is not a checkpoint directory (no state.json)")
     tensors: dict[str, dict[str, torch.Tensor]] = {}
-    for key, t in load_file(str(path / "tensors.safetensors"), device=str(map_location)).items():
+    for key, t in read_state_dict(path / "tensors.safetensors", "resume", device=map_location).items():
         group, _, name = key.partition("/")
         tensors.setdefault(group, {})[name] = t
-    optimizers = torch.load(path / "optimizers.pt", map_location=map_location, weights_only=True)
-    state = json.loads((path / "state.json").read_text())
-    torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+    optimizers = read_torch(path / "optimizers.pt", "resume", "optimizer states written by torch.save", map_location)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        rng_torch = torch.tensor(state["rng"]["torch"], dtype=torch.uint8)
+        int(state["step"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise FileFormatError("resume", path / "state.json", "the JSON state of a checkpoint",
+                              f"a damaged file ({type(e).__name__}: {e})") from None
+    torch.set_rng_state(rng_torch)
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["rng"]["cuda"]])
     return tensors, optimizers, state
 
 
 def resolve(resume: str | os.PathLike, root: str | os.PathLike) -> Path | None:
-    """``"auto"``: the latest checkpoint under ``root`` (None if there is none); else the path."""
+    """``"auto"``: the newest complete checkpoint under ``root`` (None if there is none); else the path."""
     if str(resume) == "auto":
         found = list_checkpoints(root)
         return found[-1] if found else None

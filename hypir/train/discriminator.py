@@ -234,11 +234,9 @@ class TimmBackbone(_Normalized):
 def _read_state(path: str | os.PathLike) -> dict:
     if path is None or not os.path.isfile(path):
         raise FileNotFoundError(f"discriminator.weights: no such file {str(path)!r} (a local torchvision or timm state dict, or an open_clip checkpoint)")
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
+    from ..files import read_state_dict
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state_dict(path, "discriminator.weights")
 
 
 def _seeded(layer: nn.Module, g: torch.Generator) -> nn.Module:

@@ -27,6 +27,8 @@ from torch import nn
 
 from hypir_kernels._checks import check_tensor
 
+from ..files import read_state_dict
+
 GAN_LOSSES = ("bce", "hinge")
 GAN_REDUCTIONS = ("sum", "mean")
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -97,12 +99,6 @@ def _vgg16_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _load(path, what: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 class LPIPS(nn.Module):
     """``(x, y)`` ``[B, 3, H, W]`` in [-1, 1] -> ``[B]`` distances. Frozen (no parameters train).
 
@@ -116,7 +112,7 @@ class LPIPS(nn.Module):
         super().__init__()
         self.features = _vgg16_features()[: _TAPS[-1] + 1]
         if vgg is not None:
-            state = {k.removeprefix("features."): v for k, v in _load(vgg, "loss.lpips_vgg").items() if k.startswith("features.")}
+            state = {k.removeprefix("features."): v for k, v in read_state_dict(vgg, "loss.lpips_vgg").items() if k.startswith("features.")}
             try:
                 self.features.load_state_dict(state)
             except RuntimeError as e:
@@ -130,7 +126,7 @@ class LPIPS(nn.Module):
                         m.bias.zero_()
         channels = [self.features[i - 1].out_channels for i in _TAPS]
         if lin is not None:
-            state = _load(lin, "loss.lpips_lin")
+            state = read_state_dict(lin, "loss.lpips_lin")
             weights = []
             for i, c in enumerate(channels):
                 w = state.get(f"lin{i}.model.1.weight")

@@ -42,6 +42,7 @@ from .config import TrainConfig
 from .discriminator import Discriminator, update_spectral_norms
 from .ema import EMA
 from .losses import LPIPS, discriminator_loss, generator_loss
+from .interrupt import Interrupted, stop_on_signals
 
 
 def derive_seed(*parts: int) -> int:
@@ -440,23 +441,31 @@ class HypirTrainer:
         log_path = self.out / "log.jsonl"
         start = time.perf_counter()
         done = 0
-        while self.step < total:
-            micro = [next(it) for _ in range(cfg.data.accumulation * self.batches_per_step)]
-            logs = self.train_step(self.step, micro)
-            self.step += 1
-            done += 1
-            rate = done * global_batch / (time.perf_counter() - start)
-            bar.update(1)
-            shown = {"g": logs["loss_g"], "d": logs.get("loss_d")}
-            bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, img_s=f"{rate:.2f}")
-            if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == total):
-                self._log(log_path, {"step": self.step, **logs, "images_per_s": rate})
-            if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
-                self.write_samples(micro[0])
-            if cfg.run.checkpoint_every and self.step % cfg.run.checkpoint_every == 0 and self.step < total:
-                self.save()
-            if on_step is not None:
-                on_step(self.step, logs)
+        with stop_on_signals() as stop:
+            while self.step < total:
+                micro = [next(it) for _ in range(cfg.data.accumulation * self.batches_per_step)]
+                logs = self.train_step(self.step, micro)
+                self.step += 1
+                done += 1
+                rate = done * global_batch / (time.perf_counter() - start)
+                bar.update(1)
+                shown = {"g": logs["loss_g"], "d": logs.get("loss_d")}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, img_s=f"{rate:.2f}")
+                if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == total):
+                    self._log(log_path, {"step": self.step, **logs, "images_per_s": rate})
+                if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
+                    self.write_samples(micro[0])
+                just_saved = bool(cfg.run.checkpoint_every) and self.step % cfg.run.checkpoint_every == 0 and self.step < total
+                if just_saved:
+                    self.save()
+                if on_step is not None:
+                    on_step(self.step, logs)
+                if self.step < total and (signum := stop.requested(acc)):
+                    bar.close()
+                    # the step's checkpoint is not written twice: re-writing it is the one moment a kill
+                    # could leave none
+                    saved = checkpoint.step_dir(self.out / "checkpoints", self.step) if just_saved else self.save()
+                    raise Interrupted(signum, self.step, saved)
         bar.close()
         self.save()
         return self.export()

@@ -58,6 +58,16 @@ def test_parse_errors_name_the_key(data, message):
         parse(Outer, data)
 
 
+@pytest.mark.parametrize("data, message", [
+    ({"name": "x", "flg": True}, r"^flg: unknown key; did you mean 'flag'\? \(known: flag, inner, mode, name, path, sizes\)$"),
+    ({"name": "x", "inner": {"ration": 1.0}}, r"^inner\.ration: unknown key; did you mean 'inner\.ratio'\?"),
+    ({"name": "x", "inner": {"zzz": 1}}, r"^inner\.zzz: unknown key; \(known: pair, ratio, size\)$"),  # nothing near: no guess
+])
+def test_a_typo_names_the_nearest_real_key(data, message):
+    with pytest.raises(ValueError, match=message):
+        parse(Outer, data)
+
+
 def test_load_yaml(tmp_path):
     (tmp_path / "a.yaml").write_text("name: x\ninner: {size: 2}\n")
     assert parse(Outer, load_yaml(tmp_path / "a.yaml")).inner.size == 2
@@ -67,7 +77,8 @@ def test_load_yaml(tmp_path):
     with pytest.raises(ValueError, match="mapping"):
         load_yaml(tmp_path / "list.yaml")
     (tmp_path / "bad.yaml").write_text("a: [1,\n")
-    with pytest.raises(ValueError, match="not valid YAML"):
+    with pytest.raises(ValueError, match="not valid YAML") as e:
         load_yaml(tmp_path / "bad.yaml")
+    assert "\n" not in str(e.value)  # one line for the command line
     with pytest.raises(FileNotFoundError, match="config"):
         load_yaml(tmp_path / "missing.yaml")
