@@ -170,8 +170,8 @@ def read_state_dict(path: str | os.PathLike, what: str = "weights", device="cpu"
     else:
         raise FileFormatError(what, path, STATE_DICT, _found(path, kind))
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise FileFormatError(what, path, STATE_DICT, f"{_DESCRIBE[kind]} holding a {type(state).__name__} "
-                                                      "that is not a flat mapping of names to tensors")
+        raise FileFormatError(what, path, STATE_DICT, f"{_DESCRIBE[kind]} holding a {type(state).__name__}, "
+                                                      "not a state dict (a flat mapping of names to tensors)")
     return state
 
 

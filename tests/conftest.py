@@ -26,3 +26,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit comparisons between two runs need one intra-op thread: with two, the CPU kernels'
+    parallel reductions differ run to run (two identical 2-step training runs differed by 3e-6)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

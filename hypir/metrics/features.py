@@ -68,7 +68,8 @@ class InceptionFeatures(nn.Module):
                                     f"weights-inception-2015-12-05-6726825d.pth)")
         state = read_state_dict(path, "weights")  # a plain state dict: also proves the pickle safe for torch-fidelity's load
         if "Mixed_7c.branch_pool.conv.weight" not in state:
-            raise FileFormatError("weights", path, "the FID Inception-v3 state dict", "a state dict without its keys")
+            raise FileFormatError("weights", path, "the FID Inception-v3 state dict",
+                                  f"a state dict of {len(state)} tensors without its Mixed_7c keys")
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

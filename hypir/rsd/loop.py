@@ -34,6 +34,8 @@ class RunLoop:
             path = checkpoint.resolve(resume, self.out / "checkpoints")
             if path is not None:
                 self.load(path)
+            if self.acc.is_main_process:
+                checkpoint.trim_log(self.out / "log.jsonl", self.step)
         cfg, acc = self.cfg, self.acc
         bar = tqdm(total=cfg.run.steps, initial=self.step, desc=self.desc, unit="step",
                    disable=not (self.progress and acc.is_main_process))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import FileFormatError, atomic_directory, read_state_dict, read_torch, remove_stale
+from ..files import FileFormatError, atomic_directory, atomic_write, read_state_dict, read_torch, remove_stale
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
@@ -95,3 +95,21 @@ def resolve(resume: str | os.PathLike, root: str | os.PathLike) -> Path | None:
         found = list_checkpoints(root)
         return found[-1] if found else None
     return Path(resume)
+
+
+def trim_log(path: str | os.PathLike, step: int) -> None:
+    """Keep the records of ``log.jsonl`` up to ``step``, the step a run resumes from: the steps after
+    it are run (and logged) again, and a kill may have cut the last line short."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line)
+    with atomic_write(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))

@@ -432,6 +432,8 @@ class HypirTrainer:
             path = checkpoint.resolve(resume, self.out / "checkpoints")
             if path is not None:
                 self.load(path)
+            if self.acc.is_main_process:
+                checkpoint.trim_log(self.out / "log.jsonl", self.step)
         cfg, acc = self.cfg, self.acc
         total = cfg.run.steps
         global_batch = cfg.data.batch_size * acc.num_processes * cfg.data.accumulation * self.batches_per_step

@@ -19,7 +19,7 @@ def test_save_load_round_trip(digit_features, tmp_path):
     x = digits(16, "heldout")[0][:8]
     torch.testing.assert_close(loaded.features(x), model.features(x))
     assert loaded.info == {"accuracy": accuracy, "size": 16}
-    with pytest.raises(ValueError, match="^features: .* not a feature network"):
+    with pytest.raises(ValueError, match="^features: .* expected a feature network written by save_features; found a safetensors file without its config"):
         from safetensors.torch import save_file
 
         save_file({"w": torch.zeros(1)}, str(tmp_path / "w.safetensors"))
@@ -56,7 +56,7 @@ def test_inception_features_from_a_local_file(tmp_path, monkeypatch):
     assert f.shape == (2, 2048) and torch.isfinite(f).all()
     torch.testing.assert_close(feats.features(x[:, :1]), feats.features(x[:, :1].expand(-1, 3, -1, -1)))
     torch.save({"w": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="^weights: .* not the FID Inception-v3 state dict"):
+    with pytest.raises(ValueError, match="^weights: .* expected the FID Inception-v3 state dict; found a state dict of 1 tensors without its Mixed_7c keys"):
         InceptionFeatures(tmp_path / "other.pth")
     with pytest.raises(FileNotFoundError, match="^weights: no such file"):
         InceptionFeatures(tmp_path / "none.pth")

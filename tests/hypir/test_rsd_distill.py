@@ -36,9 +36,9 @@ def tiny(teacher, out, **overrides):
     return load_distill_config(CONFIGS / "rsd-distill-tiny.yaml", {**base, **overrides})
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("task", ["blur", "inpainting", "mri"])
 def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, task):
-    torch.set_num_threads(1)
     d = Distiller(tiny(teachers[task], tmp_path / task), progress=False)
     teacher_before = {k: v.clone() for k, v in d.teacher.state_dict().items()}
     # the generator starts as the teacher's denoiser at sigma_init on sigma_init * z (through fixed masks)
@@ -68,13 +68,13 @@ def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, ta
     assert torch.equal(gen.state_dict()[k], d.ema.state_dict()[k])
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("task", ["blur-noisy", "inpainting-noisy"])
 def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, teachers, task, monkeypatch, capsys):
     """sigma_n = 0.2: the fake score learns from A(G(z)) + sigma_n e (masked after the noise, as the
     data was made), and the student carries the noisy task."""
     import hypir.rsd.distill as distill
 
-    torch.set_num_threads(1)
     seen = []
     real_loss = distill.task_loss
 
@@ -102,8 +102,8 @@ def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, t
     assert "one-step student (data noise sigma_n 0.2)" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_resume_is_bit_for_bit(tmp_path, teachers):
-    torch.set_num_threads(1)
     straight = Distiller(tiny(teachers["inpainting"], tmp_path / "a", **{"run.steps": 4}), progress=False)
     straight.train()
     Distiller(tiny(teachers["inpainting"], tmp_path / "b", **{"run.steps": 2}), progress=False).train()

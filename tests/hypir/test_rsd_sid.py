@@ -37,11 +37,11 @@ def test_sid_loss_formula_normaliser_and_nan_samples():
     assert torch.isfinite(fake.grad).all() and torch.equal(fake.grad[1], torch.zeros_like(fake.grad[1]))
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("scale,sign", [(0.5, -1), (0.8, -1), (1.3, 1)])
 def test_generator_gradient_points_at_the_teacher(scale, sign):
     """Data N(0, e e^T), exact teacher, exact fake score of N(0, u u^T): the loss gradient along e is
     negative below |u| = 1 and positive above (gradient descent moves |u| towards 1)."""
-    torch.set_num_threads(1)
     e = torch.zeros(4)
     e[0] = 1
     teacher = theory.GaussianDenoiser(torch.outer(e, e))

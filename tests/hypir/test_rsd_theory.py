@@ -6,9 +6,9 @@ import torch
 from hypir.rsd import theory
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("index", [0, 1, 3])  # identity sigma 0.5 and 1.0; a wide 4x8 operator (ker A != 0)
 def test_distilled_generator_reaches_the_closed_form_w2(index):
-    torch.set_num_threads(1)
     name, A, e, sigma = theory.cases()[index]
     u, curve = theory.distil(A, e, sigma, steps=1500)
     want = theory.closed_form_w2(A, e, sigma)

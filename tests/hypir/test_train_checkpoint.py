@@ -22,3 +22,14 @@ def test_save_load_keep_last_and_atomicity(tmp_path):
     tensors, optimizers, state = checkpoint.load(root / "step-00000003")
     assert torch.equal(tensors["g"]["w"], torch.full((2,), 3.0)) and state["note"] == 3 and state["step"] == 3
     assert "g" in optimizers
+
+
+def test_trim_log_keeps_the_steps_up_to_the_resumed_one(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "loss": 0.3}\n{"step": 4, "lo')
+    checkpoint.trim_log(log, 2)
+    assert log.read_text() == '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n'
+    checkpoint.trim_log(log, 0)
+    assert log.read_text() == ""
+    checkpoint.trim_log(tmp_path / "absent.jsonl", 3)  # nothing to trim
+    assert not (tmp_path / "absent.jsonl").exists()

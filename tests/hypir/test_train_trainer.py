@@ -76,6 +76,7 @@ def test_train_changes_lora_and_head_only(tmp_path):
     assert checkpoint.list_checkpoints(tmp_path / "run" / "checkpoints")[-1].name == "step-00000002"
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_resume_continues_bit_for_bit(tmp_path):
     straight = HypirTrainer(tiny_config(tmp_path / "a", run={"steps": 4}), progress=False)
     straight.train()
@@ -277,3 +278,33 @@ def test_export_released_is_off_with_a_texture_embedding_unless_asked(tmp_path):
         save_released(trainer._net, tmp_path / "x.pth")
     with pytest.raises(ValueError, match=r"path: the official loader reads a \.pth"):
         save_released(trainer._net, tmp_path / "x.safetensors", tmp_path / "t.safetensors")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_sigterm_finishes_the_step_and_checkpoints(tmp_path):
+    """The signal arrives inside step 2: the step completes, its checkpoint is written, Interrupted
+    names it; resuming from it ends where an uninterrupted run ends."""
+    import os
+    import signal
+
+    from hypir.train.interrupt import Interrupted
+
+    def kill_at_step_2(step, logs):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = {"steps": 4, "checkpoint_every": 0}
+    trainer = HypirTrainer(tiny_config(tmp_path / "a", run=run), progress=False)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as e:
+        trainer.train(on_step=kill_at_step_2)
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    assert (e.value.step, e.value.exit_code) == (2, 143)
+    assert e.value.checkpoint == tmp_path / "a" / "checkpoints" / "step-00000002" and e.value.checkpoint.is_dir()
+    assert "stopped by SIGTERM after step 2" in str(e.value)
+    resumed = HypirTrainer(tiny_config(tmp_path / "a", run=run), progress=False)
+    resumed.train(resume="auto")
+    straight = HypirTrainer(tiny_config(tmp_path / "b", run=run), progress=False)
+    straight.train()
+    for k, v in _state(straight)["g"].items():
+        assert torch.equal(v, _state(resumed)["g"][k]), k
