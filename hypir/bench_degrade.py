@@ -22,41 +22,25 @@ import time
 import torch
 import torch.nn.functional as F
 
-from hypir_kernels.bench.filter2d import basicsr_filter2d
-
-from .data.realesrgan import DegradeOps, degrade
+from .data.realesrgan import PRESETS, DegradationConfig, DegradeOps, conv_filter2d, degrade, usm_sharp_conv
 
 
-def basicsr_gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, seed: int) -> torch.Tensor:
-    """``add_gaussian_noise_pt``: colour noise for every sample, grey noise blended in per sample."""
+def basicsr_gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, seed: int,
+                           shared_gray: bool = False) -> torch.Tensor:
+    """``add_gaussian_noise_pt``: colour noise for every sample, grey noise blended in per sample
+    (``shared_gray``: one grey field for the batch, as the HYPIR release draws it)."""
     g = torch.Generator(device=x.device).manual_seed(seed)
     B, C, H, W = x.shape
     s = sigma.to(x.dtype).view(B, 1, 1, 1)
     noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * s
     if bool(gray.any()):
         gw = gray.to(device=x.device, dtype=x.dtype).view(B, 1, 1, 1)
-        noise_gray = torch.randn((B, 1, H, W), generator=g, device=x.device, dtype=x.dtype) * s
+        noise_gray = torch.randn((1 if shared_gray else B, 1, H, W), generator=g, device=x.device, dtype=x.dtype) * s
         noise = noise * (1 - gw) + noise_gray * gw
     return x + noise
 
 
-def basicsr_usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10) -> torch.Tensor:
-    """``USMSharp``: ``filter2D`` with the outer product of OpenCV's 51-tap Gaussian."""
-    k = radius + 1 if radius % 2 == 0 else radius
-    sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
-    ax = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
-    g1 = torch.exp(-(ax ** 2) / (2 * sigma ** 2))
-    g1 /= g1.sum()
-    kernel = (g1[:, None] * g1[None, :]).to(img.dtype).expand(img.shape[0], k, k)
-    blur = basicsr_filter2d(img, kernel)
-    residual = img - blur
-    mask = (residual.abs() * 255 > threshold).to(img.dtype)
-    soft = basicsr_filter2d(mask, kernel)
-    sharp = torch.clamp(img + weight * residual, 0, 1)
-    return soft * sharp + (1 - soft) * img
-
-
-BASICSR_OPS = DegradeOps(filter2d=basicsr_filter2d, gaussian_noise=basicsr_gaussian_noise, sharpen=basicsr_usm_sharp)
+BASICSR_OPS = DegradeOps(filter2d=conv_filter2d, gaussian_noise=basicsr_gaussian_noise, sharpen=usm_sharp_conv)
 
 
 def make_batch(batch: int = 8, size: int = 256, seed: int = 0) -> torch.Tensor:
@@ -64,16 +48,20 @@ def make_batch(batch: int = 8, size: int = 256, seed: int = 0) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), 3, stride=1)  # image-like, not white noise
 
 
-def time_both(gt: torch.Tensor, seeds=range(3), repeats: int = 3) -> dict:
-    """Median seconds over ``repeats`` of degrading ``gt`` once per seed, ours and the anchor."""
+FAST_OPS = DegradeOps()  # hypir_kernels' ops, whatever the preset's default
+
+
+def time_both(gt: torch.Tensor, seeds=range(3), repeats: int = 3, config: DegradationConfig | None = None) -> dict:
+    """Median seconds over ``repeats`` of degrading ``gt`` once per seed, ours (hypir_kernels'
+    ops) and the anchor, with ``config`` (default: the "ours" preset)."""
     out = {}
-    for name, ops in (("ours", None), ("basicsr_style", BASICSR_OPS)):
-        degrade(gt, 0, ops=ops)  # warm-up
+    for name, ops in (("ours", FAST_OPS), ("basicsr_style", BASICSR_OPS)):
+        degrade(gt, 0, config, ops=ops)  # warm-up
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             for s in seeds:
-                degrade(gt, s, ops=ops)
+                degrade(gt, s, config, ops=ops)
             times.append(time.perf_counter() - t0)
         out[name] = statistics.median(times)
     return out
@@ -86,10 +74,11 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)
     gt = make_batch(a.batch, a.size)
-    t = time_both(gt, repeats=a.repeats)
     print(f"degrade [{a.batch}, 3, {a.size}, {a.size}] x3 seeds, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"ours {t['ours'] * 1e3:.0f} ms, basicsr_style {t['basicsr_style'] * 1e3:.0f} ms, "
-          f"speed-up {t['basicsr_style'] / t['ours']:.2f}x")
+    for preset in PRESETS:
+        t = time_both(gt, repeats=a.repeats, config=DegradationConfig(preset=preset, queue_size=0))
+        print(f"preset {preset:8s}: ours {t['ours'] * 1e3:.0f} ms, basicsr_style {t['basicsr_style'] * 1e3:.0f} ms, "
+              f"speed-up {t['basicsr_style'] / t['ours']:.2f}x")
 
 
 if __name__ == "__main__":

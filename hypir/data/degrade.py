@@ -28,10 +28,13 @@ def blur(x: torch.Tensor, seed: int, spec: KernelSpec | None = None) -> torch.Te
     return hk.filter2d(x, kernels, padding="reflect")
 
 
-def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, seed: int) -> torch.Tensor:
+def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, seed: int,
+                   shared_gray: bool = False) -> torch.Tensor:
     """``x + sigma_b * n`` per sample: ``n`` independent per channel, or (``gray[b]``) one draw per
     pixel shared by the channels, as Real-ESRGAN's ``add_gaussian_noise_pt``. ``sigma`` ``[B]`` in
-    the units of ``x`` (Real-ESRGAN draws 1..30 / 255); not clipped or rounded here."""
+    the units of ``x`` (Real-ESRGAN draws 1..30 / 255); not clipped or rounded here.
+    ``shared_gray``: the grey samples share one noise field (scaled by their own sigma), as the
+    released ``generate_gaussian_noise_pt`` draws it (``randn(H, W)`` for the whole batch)."""
     check_tensor("x", x, dims=4)
     B = x.shape[0]
     check_tensor("sigma", sigma, dims=1)
@@ -42,17 +45,23 @@ def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, see
     color = hk.add_noise(x, sigma, seed)
     if not bool(gray.any()):
         return color
-    grey_noise = hk.add_noise(x.new_zeros(B, 1, *x.shape[2:]), sigma, seed, offsets=_GRAY_STREAM)
+    if shared_gray:
+        field = hk.add_noise(x.new_zeros(1, 1, *x.shape[2:]), 1.0, seed, offsets=_GRAY_STREAM)
+        grey_noise = field * sigma.to(device=x.device, dtype=x.dtype).view(B, 1, 1, 1)
+    else:
+        grey_noise = hk.add_noise(x.new_zeros(B, 1, *x.shape[2:]), sigma, seed, offsets=_GRAY_STREAM)
     return torch.where(gray.to(x.device)[:, None, None, None], x + grey_noise, color)
 
 
 def random_gaussian_noise(x: torch.Tensor, seed: int, sigma_range=(1 / 255, 30 / 255), gray_prob: float = 0.4,
-                          noise_fn=None):
+                          noise_fn=None, shared_gray: bool = False):
     """Real-ESRGAN's ``random_add_gaussian_noise_pt``: per-sample sigma uniform in ``sigma_range``
     and grey noise with probability ``gray_prob``, drawn on the CPU from ``seed``. Returns
-    ``(noisy, sigma [B], gray [B])``. ``noise_fn`` (default :func:`gaussian_noise`) applies them."""
+    ``(noisy, sigma [B], gray [B])``. ``noise_fn`` (default :func:`gaussian_noise`, called with
+    ``shared_gray`` when that is set) applies them."""
     sigma, gray, noise_seed = _draw_noise_params(x, seed, "sigma_range", sigma_range, gray_prob)
-    return (noise_fn or gaussian_noise)(x, sigma.to(x.device), gray, noise_seed), sigma, gray
+    kw = {"shared_gray": True} if shared_gray else {}
+    return (noise_fn or gaussian_noise)(x, sigma.to(x.device), gray, noise_seed, **kw), sigma, gray
 
 
 def _draw_noise_params(x, seed, range_name, value_range, gray_prob):
@@ -127,23 +136,29 @@ def random_resize(x: torch.Tensor, seed: int, updown_probs=(0.2, 0.7, 0.1), resi
     return resize(x, mode, scale=scale), scale, mode
 
 
-def random_jpeg(x: torch.Tensor, seed: int, quality_range=(30, 95)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real-ESRGAN's JPEG stage: per-sample integer quality uniform in ``quality_range``
-    (inclusive), drawn from ``seed``; input clamped to [0, 1] first as Real-ESRGAN does. Returns
-    ``(compressed, quality [B])``."""
+def random_jpeg(x: torch.Tensor, seed: int, quality_range=(30, 95), variant: str = "ours") -> tuple[torch.Tensor, torch.Tensor]:
+    """Real-ESRGAN's JPEG stage: per-sample quality uniform in ``quality_range``, drawn from
+    ``seed``: integers (inclusive) for ``variant="ours"``, floats for ``"released"`` (the release's
+    ``uniform_`` into its DiffJPEG; :func:`hypir.data.jpeg.jpeg`); input clamped to [0, 1] first as
+    Real-ESRGAN does. Returns ``(compressed, quality [B])``."""
     from .jpeg import jpeg
 
     check_tensor("x", x, dims=4)
-    lo, hi = check_range("quality_range", quality_range, 1, 100, ints=True)
+    released = variant == "released"
+    lo, hi = check_range("quality_range", quality_range, 1, 100, ints=not released)
     g = torch.Generator().manual_seed(check_seed("seed", seed))
-    quality = torch.randint(lo, hi + 1, (x.shape[0],), generator=g)
-    return jpeg(x.clamp(0, 1), quality.to(x.device)), quality
+    if released:
+        quality = lo + (hi - lo) * torch.rand(x.shape[0], generator=g, dtype=torch.float64)
+    else:
+        quality = torch.randint(lo, hi + 1, (x.shape[0],), generator=g)
+    return jpeg(x.clamp(0, 1), quality.to(x.device), variant), quality
 
 
 # ---------------------------------------------------------------------------------------------
 # Poisson noise
 
-_LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # rgb_to_grayscale
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # OpenCV's COLOR_RGB2GRAY (BasicSR's numpy path)
+_RELEASED_LUMA_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (the released torch path)
 
 
 def _poisson_part(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -154,11 +169,14 @@ def _poisson_part(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.poisson(img * vals, generator=generator) / vals - img
 
 
-def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, seed: int) -> torch.Tensor:
+def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, seed: int,
+                  released_luma: bool = False) -> torch.Tensor:
     """``x + scale_b * shot noise`` per sample, as Real-ESRGAN's ``add_poisson_noise_pt`` (grey
     samples: noise of the luma, shared by the channels). Drawn with ``torch.poisson`` from a
     generator on ``x``'s device seeded with ``seed``: reproducible per device, not across devices
-    (unlike the Philox-based Gaussian noise)."""
+    (unlike the Philox-based Gaussian noise). The luma is that of the 8-bit-rounded image with
+    weights 0.299/0.587/0.114; ``released_luma``: as the release, torchvision's 0.2989/0.587/0.114
+    of the image before rounding."""
     check_tensor("x", x, dims=4)
     B, C = x.shape[:2]
     if C != 3:
@@ -175,17 +193,18 @@ def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, seed
     noise = _poisson_part(img, g)
     gray_d = gray.to(x.device)
     if bool(gray.any()):
-        w = img.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1)
-        luma = torch.clamp(((img * w).sum(1, keepdim=True) * 255.0).round(), 0, 255) / 255.0
+        w = img.new_tensor(_RELEASED_LUMA_WEIGHTS if released_luma else _LUMA_WEIGHTS).view(1, 3, 1, 1)
+        luma = torch.clamp((((x.to(acc) if released_luma else img) * w).sum(1, keepdim=True) * 255.0).round(), 0, 255) / 255.0
         noise = torch.where(gray_d[:, None, None, None], _poisson_part(luma, g).expand_as(noise), noise)
     return (x.to(acc) + noise * scale.to(device=x.device, dtype=acc).view(-1, 1, 1, 1)).to(x.dtype)
 
 
-def random_poisson_noise(x: torch.Tensor, seed: int, scale_range=(0.05, 3.0), gray_prob: float = 0.4):
+def random_poisson_noise(x: torch.Tensor, seed: int, scale_range=(0.05, 3.0), gray_prob: float = 0.4,
+                         released_luma: bool = False):
     """Real-ESRGAN's ``random_add_poisson_noise_pt``: per-sample scale uniform in ``scale_range``,
     grey with probability ``gray_prob``. Returns ``(noisy, scale [B], gray [B])``."""
     scale, gray, noise_seed = _draw_noise_params(x, seed, "scale_range", scale_range, gray_prob)
-    return poisson_noise(x, scale, gray, noise_seed), scale, gray
+    return poisson_noise(x, scale, gray, noise_seed, released_luma), scale, gray
 
 
 __all__ = ["RESIZE_MODES", "blur", "check_resize_range", "draw_resize", "resize", "gaussian_noise", "poisson_noise", "random_gaussian_noise", "random_jpeg", "random_poisson_noise",

@@ -7,8 +7,8 @@ two-stage pipeline are not here yet). Kernel families and their parameters follo
 * ``iso`` / ``aniso``: Gaussian ``exp(-0.5 x^T S^-1 x)`` with ``S = R diag(sx^2, sy^2) R^T``
   (``iso``: ``sy = sx``, no rotation);
 * ``generalized_iso`` / ``generalized_aniso``: ``exp(-0.5 (x^T S^-1 x)^beta)``, beta from
-  ``betag_range``;
-* ``plateau_iso`` / ``plateau_aniso``: ``1 / (1 + (x^T S^-1 x)^beta)``, beta from ``betap_range``;
+  ``betag_range`` (half the draws in ``[lo, 1]``, half in ``[1, hi]``: :func:`split_beta`);
+* ``plateau_iso`` / ``plateau_aniso``: ``1 / (1 + (x^T S^-1 x)^beta)``, beta from ``betap_range`` (likewise);
 * ``sinc``: the circular low-pass ``wc J1(wc r) / (2 pi r)`` (``wc^2 / (4 pi)`` at the centre).
 
 Every kernel is normalised to sum 1 and sits centred in a ``[size, size]`` array (Real-ESRGAN pads
@@ -72,6 +72,18 @@ class KernelDraws:
     omega_c: torch.Tensor
 
 
+def split_beta(beta_range: tuple[float, float], batch: int, generator: torch.Generator) -> torch.Tensor:
+    """``[batch]`` shape parameters drawn as Real-ESRGAN/BasicSR and the HYPIR release do
+    (``random_bivariate_generalized_Gaussian`` / ``_plateau``): with probability 1/2 uniform in
+    ``[lo, 1]``, else uniform in ``[1, hi]`` -- so half the kernels are sharper than a Gaussian
+    (beta < 1) whatever ``hi`` is, and plateau kernels with ``betap = (1, 2)`` have beta = 1 half the
+    time. (One uniform over ``[lo, hi]`` would give beta < 1 only ``(1 - lo) / (hi - lo)`` of the time.)"""
+    lo, hi = beta_range
+    low_half = torch.rand(batch, generator=generator, dtype=torch.float64) < 0.5
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    return torch.where(low_half, lo + (1 - lo) * u, 1 + (hi - 1) * u)
+
+
 def draw_kernel_params(batch: int, spec: KernelSpec, generator: torch.Generator) -> KernelDraws:
     """All random numbers of a batch's kernels, in a fixed order, on the CPU."""
     def uniform(lo, hi):
@@ -84,7 +96,7 @@ def draw_kernel_params(batch: int, spec: KernelSpec, generator: torch.Generator)
     size = torch.tensor(spec.sizes, dtype=torch.int64)[torch.randint(len(spec.sizes), (batch,), generator=generator)]
     sigma_x, sigma_y = uniform(*spec.sigma), uniform(*spec.sigma)
     theta = uniform(*spec.rotation)
-    beta_g, beta_p = uniform(*spec.betag), uniform(*spec.betap)
+    beta_g, beta_p = split_beta(spec.betag, batch, generator), split_beta(spec.betap, batch, generator)
     sinc = torch.rand(batch, generator=generator, dtype=torch.float64) < spec.sinc_prob
     # Real-ESRGAN: wc in [pi/3, pi] for kernels smaller than 13, else [pi/5, pi].
     omega_small, omega_large = uniform(math.pi / 3, math.pi), uniform(math.pi / 5, math.pi)
@@ -137,4 +149,4 @@ def random_kernels(batch: int, seed: int, spec: KernelSpec | None = None, device
     return build_kernels(draws, spec.pad_to, device, dtype), draws
 
 
-__all__ = ["KINDS", "KernelDraws", "KernelSpec", "build_kernels", "draw_kernel_params", "random_kernels"]
+__all__ = ["KINDS", "KernelDraws", "KernelSpec", "build_kernels", "draw_kernel_params", "random_kernels", "split_beta"]

@@ -194,6 +194,9 @@ class TrainConfig:
             raise ValueError(f"run.export: stage 1 writes a .safetensors encoder, got {self.run.export!r}")
         if self.data.crop % self.degradation.scale:
             raise ValueError(f"data.crop: {self.data.crop} is not a multiple of degradation.scale={self.degradation.scale}")
+        if self.degradation.pool_size % self.data.batch_size:  # (the release's own sd2_train.yaml, 256 and 6, fails so)
+            raise ValueError(f"degradation.queue_size: {self.degradation.pool_size} is not a multiple of "
+                             f"data.batch_size={self.data.batch_size} (the pair pool hands out whole micro-batches)")
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import to_dict
+from ..data.pool import PairPool
 from ..data.realesrgan import degrade
 from ..models import lora as hypir_lora
 from ..models.onestep import OneStep
@@ -145,6 +146,8 @@ class HypirTrainer:
             load_encoder(components.vae, cfg.model.encoder)
         components.vae.to(self.device).requires_grad_(False).eval()
         self.degrade_ops = None  # hypir.data.realesrgan.DegradeOps to swap (the benchmark's anchor)
+        pool_size = cfg.degradation.pool_size
+        self.pool = PairPool(pool_size) if pool_size else None  # one per process, as the release's
         self.one_step = OneStep(components.scheduler, cfg.model.model_t, cfg.model.coeff_t)
         o = cfg.optim
         self._warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
@@ -302,13 +305,19 @@ class HypirTrainer:
 
     # ---- one step -------------------------------------------------------------------------------
 
-    def _prepare_micro(self, step: int, k: int, batch: dict):
+    def _prepare_micro(self, step: int, k: int, batch: dict, pool: bool = True):
+        """Degrade micro-batch ``k`` of ``step``: ``(lq, target, prompts, richness, seed)``, the
+        pairs through the training-pair pool when there is one (``pool=False``: around it)."""
         gt = batch["gt"].to(self.device, non_blocking=True)
         seed = derive_seed(self.cfg.run.seed, step, k)
         lq, target = degrade(gt, seed, self.cfg.degradation, self.degrade_ops)
-        lq = F.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1)
+        if lq.shape[-2:] != gt.shape[-2:]:  # the "ours" preset rounds at LQ size; "released" has resized back
+            lq = F.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1)
+        prompts = list(batch["prompt"])
+        if pool and self.pool is not None:
+            target, lq, prompts = self.pool.exchange(target, lq, prompts, derive_seed(seed, 2))
         richness = texture_richness(target) if self.cfg.model.texture and self.cfg.stage == "restore" else None
-        return lq, target, list(batch["prompt"]), richness, derive_seed(seed, 1)
+        return lq, target, prompts, richness, derive_seed(seed, 1)
 
     def _posterior_seed(self, seed: int) -> int | None:
         return seed if self.cfg.model.posterior == "sample" else None
@@ -492,7 +501,7 @@ class HypirTrainer:
     def write_samples(self, batch: dict) -> Path | None:
         """A PNG grid (rows: degraded input, output, target) of a micro-batch, in ``samples/``
         (stage 1: the output is ``D(E(input))``)."""
-        lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch)
+        lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch, pool=False)
         with self.acc.autocast():
             if self.cfg.stage == "encoder":
                 x = (self._net(lq * 2 - 1).float() + 1) / 2
@@ -513,6 +522,7 @@ class HypirTrainer:
     def save(self) -> Path | None:
         """Write a checkpoint of the whole training state (main process), keeping the last N."""
         self.acc.wait_for_everyone()
+        pool = self._gathered_pool()
         path = None
         if self.acc.is_main_process:
             tensors = {"generator": {k: p for k, p in self.g_named.items()}}
@@ -523,6 +533,8 @@ class HypirTrainer:
             if self.ema is not None:
                 tensors["ema"] = self.ema.state_dict()
             state = {"config": to_dict(self.cfg), "processes": self.acc.num_processes}
+            if pool is not None:
+                tensors["pool"], state["pool"] = pool["tensors"], {k: v for k, v in pool.items() if k != "tensors"}
             path = checkpoint.save(self.out / "checkpoints", self.step, tensors, optimizers, state, self.cfg.run.keep_last)
         self.acc.wait_for_everyone()
         return path
@@ -547,7 +559,30 @@ class HypirTrainer:
             self._disc.heads.load_state_dict(tensors["discriminator"])
             self.opt_d.load_state_dict(optimizers["d"])
             self.sched_d.load_state_dict(optimizers["sched_d"])
+        if self.pool is not None:
+            self._load_pool(tensors.get("pool", {}), state.get("pool"), path)
         self.step = int(state["step"])
+
+    def _gathered_pool(self) -> dict | None:
+        """Every process's pair pool, concatenated in process order (collective: all processes call it)."""
+        if self.pool is None:
+            return None
+        st = self.pool.state_dict()
+        if self.acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            st["tensors"] = {k: self.acc.gather(v.contiguous()) for k, v in st["tensors"].items()}
+            st["prompts"] = gather_object(st["prompts"])
+        return st
+
+    def _load_pool(self, tensors: dict, state: dict | None, path) -> None:
+        if state is None:
+            raise ValueError(f"resume: {str(path)!r} has no training-pair pool, this run keeps one "
+                             f"(degradation.queue_size {self.pool.size})")
+        n, r = self.pool.size, self.acc.process_index
+        self.pool.load_state_dict({"tensors": {k: v[r * n:(r + 1) * n].to(self.device) for k, v in tensors.items()},
+                                   "prompts": state["prompts"][r * n:(r + 1) * n], "filled": state["filled"],
+                                   "size": state["size"]})
 
     @property
     def export_path(self) -> Path:

@@ -2,9 +2,9 @@
 values aside), so the benchmark compares equal work."""
 import torch
 
-from hypir.bench_degrade import BASICSR_OPS, basicsr_gaussian_noise, basicsr_usm_sharp, make_batch
+from hypir.bench_degrade import BASICSR_OPS, basicsr_gaussian_noise, make_batch
 from hypir.data.kernels import KernelSpec
-from hypir.data.realesrgan import DegradationConfig, StageConfig, degrade, usm_sharp
+from hypir.data.realesrgan import DegradationConfig, StageConfig, conv_filter2d, degrade, usm_sharp, usm_sharp_conv
 
 
 def test_anchor_equals_ours_without_gaussian_noise_values():
@@ -22,7 +22,13 @@ def test_anchor_equals_ours_without_gaussian_noise_values():
 
 def test_anchor_parts():
     x = make_batch(2, 64)
-    torch.testing.assert_close(basicsr_usm_sharp(x), usm_sharp(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(usm_sharp_conv(x), usm_sharp(x), rtol=1e-4, atol=1e-5)
+    import hypir_kernels as hk
+
+    k = torch.rand(2, 21, 21)
+    torch.testing.assert_close(conv_filter2d(x, k), hk.filter2d(x, k, padding="reflect"), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(conv_filter2d(x, k[:1]), hk.filter2d(x, k[:1].expand(2, -1, -1), padding="reflect"),
+                               rtol=1e-4, atol=1e-5)
     sigma = torch.tensor([0.1, 0.2], dtype=torch.float64)
     y = basicsr_gaussian_noise(torch.zeros(2, 3, 64, 64), sigma, torch.tensor([False, True]), 0)
     assert abs(y[0].std().item() - 0.1) < 0.01 and abs(y[1].std().item() - 0.2) < 0.02

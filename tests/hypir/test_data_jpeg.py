@@ -82,3 +82,70 @@ def test_quality_of_the_wrong_type_is_named():
     for q in ("50", 50.0, [50]):
         with pytest.raises(ValueError, match="^quality"):
             jpeg(torch.zeros(1, 3, 8, 8), q)
+
+
+def _released_diffjpeg(x, quality):
+    """The HYPIR release's DiffJPEG (BasicSR ``utils/diffjpeg.py``, ``differentiable=False``)
+    restated in its own form: an [8, 8, 8, 8] cosine tensor contracted with ``tensordot``, block
+    splitting by view/permute, tables ``base.T * factor``, ``repeat`` chroma upsampling, zero
+    padding to 16, float32 throughout."""
+    luma = torch.tensor([[16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
+                         [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
+                         [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+                         [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]],
+                        dtype=torch.float32).T
+    chroma = torch.full((8, 8), 99.0)
+    chroma[:4, :4] = torch.tensor([[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]).T
+    i = torch.arange(8, dtype=torch.float64)
+    c = torch.cos((2 * i[:, None] + 1) * i[None, :] * np.pi / 16)  # c[x, u]
+    fwd = torch.einsum("xu,yv->xyuv", c, c).float()
+    inv = torch.einsum("ux,vy->xyuv", c, c).float()  # [x, y, u, v] = cos((2u+1)x..) cos((2v+1)y..)
+    alpha = torch.tensor([1 / np.sqrt(2)] + [1.0] * 7, dtype=torch.float64)
+    alpha = torch.outer(alpha, alpha).float()
+    factor = torch.tensor([(5000.0 / q if q < 50 else 200.0 - 2 * q) / 100 for q in quality.tolist()]).float()
+    b, _, h, w = x.shape
+    x = torch.nn.functional.pad(x, (0, (-w) % 16, 0, (-h) % 16))
+    H, W = x.shape[-2:]
+    m = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]).T
+    ycc = torch.tensordot((x * 255).permute(0, 2, 3, 1), m, dims=1) + torch.tensor([0.0, 128, 128])
+    planes = [ycc[..., 0]] + [torch.nn.functional.avg_pool2d(ycc[..., k][:, None], 2)[:, 0] for k in (1, 2)]
+    out = []
+    for k, p in enumerate(planes):
+        ph, pw = p.shape[1:]
+        blocks = p.view(b, ph // 8, 8, -1, 8).permute(0, 1, 3, 2, 4).contiguous().view(b, -1, 8, 8)
+        coef = alpha * 0.25 * torch.tensordot(blocks - 128, fwd, dims=2)
+        table = (luma if k == 0 else chroma).expand(b, 1, 8, 8) * factor.view(b, 1, 1, 1)
+        coef = torch.round(coef / table) * table
+        back = 0.25 * torch.tensordot(coef * alpha, inv, dims=2) + 128
+        p = back.view(b, ph // 8, pw // 8, 8, 8).permute(0, 1, 3, 2, 4).contiguous().view(b, ph, pw)
+        if k:
+            p = p.unsqueeze(-1).repeat(1, 1, 2, 2).view(-1, ph * 2, pw * 2)
+        out.append(p)
+    inv_m = torch.tensor([[1.0, 0.0, 1.402], [1, -0.344136, -0.714136], [1, 1.772, 0]]).T
+    rgb = torch.tensordot(torch.stack(out, -1) + torch.tensor([0, -128.0, -128.0]), inv_m, dims=1).permute(0, 3, 1, 2)
+    return (rgb.clamp(0, 255) / 255)[:, :, :h, :w]
+
+
+def test_released_variant_is_the_releases_diffjpeg():
+    x = torch.cat([_image(37, 53, seed=s) for s in range(3)])
+    q = torch.tensor([31.7, 62.25, 94.9])
+    ref = _released_diffjpeg(x, q)
+    out = jpeg(x, q, variant="released")
+    assert (out - ref).abs().max() < 2e-5  # float32 sums in another order
+    # Each released choice matters: ours differs from it well beyond that.
+    assert (jpeg(x, q.round().long()) - ref).abs().max() > 0.02
+    # The luma table is transposed: a vertical-frequency pattern is quantised with the
+    # horizontal-frequency entries (and vice versa).
+    stripes = (torch.arange(16.0)[:, None] % 2).expand(16, 16)[None, None].expand(1, 3, 16, 16) * 0.5 + 0.25
+    assert not torch.allclose(jpeg(stripes, torch.tensor([40.0]), variant="released"),
+                              jpeg(stripes.transpose(-1, -2), torch.tensor([40.0]), variant="released").transpose(-1, -2))
+
+
+def test_released_variant_checks_its_qualities():
+    x = torch.zeros(2, 3, 8, 8)
+    assert jpeg(x, 50.5, variant="released").shape == x.shape  # float qualities, as released
+    for q in (100.0, 0.5, torch.tensor([50.0, float("nan")])):
+        with pytest.raises(ValueError, match=r"^quality: expected a number or \[B=2\] floats in \[1, 100\)"):
+            jpeg(x, q, variant="released")
+    with pytest.raises(ValueError, match="^variant: expected one of"):
+        jpeg(x, 50, variant="libjpeg")

@@ -65,6 +65,26 @@ def test_same_seed_same_kernels_and_the_draws_are_spread():
     assert 0.2 <= float(da.sigma_x.min()) and float(da.sigma_x.max()) <= 3.0
 
 
+def test_beta_is_drawn_half_below_one_half_above_as_released():
+    """The release (and BasicSR) draw beta with probability 1/2 in [lo, 1], else in [1, hi]: with
+    betag = (0.5, 4) half the generalised kernels have beta < 1 (one uniform over [0.5, 4] gives
+    1/7), and with betap = (1, 2) half the plateau kernels have beta exactly 1 (a uniform: never)."""
+    n = 4000
+    _, d = random_kernels(n, seed=5, spec=KernelSpec(kinds=("generalized_iso",), probs=(1.0,), sinc_prob=0.0))
+    below = float((d.beta < 1).double().mean())
+    assert abs(below - 0.5) < 0.03, below
+    lower = d.beta[d.beta < 1]
+    assert 0.5 <= float(lower.min()) and abs(float(lower.mean()) - 0.75) < 0.02  # uniform on [0.5, 1]
+    upper = d.beta[d.beta >= 1]
+    assert float(upper.max()) <= 4 and abs(float(upper.mean()) - 2.5) < 0.06  # uniform on [1, 4]
+    _, d = random_kernels(n, seed=6, spec=KernelSpec(kinds=("plateau_aniso",), probs=(1.0,), sinc_prob=0.0))
+    ones = float((d.beta == 1).double().mean())
+    assert abs(ones - 0.5) < 0.03, ones
+    assert 1 <= float(d.beta.min()) and float(d.beta.max()) <= 2
+    _, d = random_kernels(n, seed=7, spec=KernelSpec(kinds=("iso",), probs=(1.0,), sinc_prob=0.0))
+    assert bool((d.beta == 1).all())  # plain Gaussians have no shape parameter
+
+
 def test_kernels_blur_through_filter2d():
     import hypir_kernels as hk
 

@@ -11,7 +11,8 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 
 def test_sd21_config_lists_the_paper_defaults():
     cfg = load_config(CONFIGS / "hypir-sd21.yaml")
-    assert cfg.degradation == DegradationConfig()
+    assert cfg.degradation == DegradationConfig(preset="released", queue_size=256, ops="released")
+    assert cfg.degradation.pool_size % cfg.data.batch_size == 0
     assert (cfg.model.lora_rank, cfg.model.model_t, cfg.model.coeff_t) == (256, 200, 200)
     assert (cfg.loss.mse, cfg.loss.lpips, cfg.loss.gan) == (1.0, 5.0, 0.5)
     assert (cfg.loss.real_label, cfg.loss.fake_label, cfg.loss.generator_label) == (0.8, 0.0, 0.8)
@@ -37,6 +38,14 @@ def test_partial_stage_keeps_its_stage_defaults(tmp_path):
 
 
 BASE = "model: {tiny: {}}\ndata: {generated: 4, crop: 64}\ndiscriminator: {backbone: conv}\n"
+
+
+def test_pool_size_must_divide_into_micro_batches(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: {tiny: {}}\ndata: {generated: 4, crop: 64, batch_size: 6}\ndiscriminator: {backbone: conv}\n"
+                 "degradation: {preset: released}\n")
+    with pytest.raises(ValueError, match=r"^degradation.queue_size: 256 is not a multiple of data.batch_size=6"):
+        load_config(f)
 
 
 @pytest.mark.parametrize("extra, message", [

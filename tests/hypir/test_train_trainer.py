@@ -77,15 +77,21 @@ def test_train_changes_lora_and_head_only(tmp_path):
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_resume_continues_bit_for_bit(tmp_path):
-    straight = HypirTrainer(tiny_config(tmp_path / "a", run={"steps": 4}), progress=False)
+@pytest.mark.parametrize("degradation", [{}, {"preset": "released", "queue_size": 2}], ids=["ours", "released-pool"])
+def test_resume_continues_bit_for_bit(tmp_path, degradation):
+    """(released-pool: the pool is full when the checkpoint is written and hands out pairs of
+    batches before it, so the resumed run needs the pool's contents from the checkpoint.)"""
+    straight = HypirTrainer(tiny_config(tmp_path / "a", run={"steps": 4}, degradation=degradation), progress=False)
     straight.train()
 
-    first = HypirTrainer(tiny_config(tmp_path / "b", run={"steps": 2}), progress=False)
+    first = HypirTrainer(tiny_config(tmp_path / "b", run={"steps": 2}, degradation=degradation), progress=False)
     first.train()
-    resumed = HypirTrainer(tiny_config(tmp_path / "b", run={"steps": 4}), progress=False)
+    resumed = HypirTrainer(tiny_config(tmp_path / "b", run={"steps": 4}, degradation=degradation), progress=False)
     resumed.train(resume="auto")
     assert resumed.step == 4
+    if degradation:
+        assert straight.pool.filled == 2 and torch.equal(straight.pool.gt, resumed.pool.gt)
+        assert straight.pool.prompts == resumed.pool.prompts
     a, b = _state(straight), _state(resumed)
     for group in a:
         for k in a[group]:
