@@ -1,6 +1,6 @@
-"""Stages of the on-device Real-ESRGAN degradation (issue 12; in progress: blur with the random
-kernels of :mod:`hypir.data.kernels`, random resize, Gaussian and Poisson noise, JPEG; the
-two-stage pipeline is :mod:`hypir.data.realesrgan`).
+"""Stages of the on-device Real-ESRGAN degradation: blur with the random kernels of
+:mod:`hypir.data.kernels`, random resize, Gaussian and Poisson noise, JPEG (:mod:`hypir.data.jpeg`);
+the two-stage pipeline is :mod:`hypir.data.realesrgan`.
 
 Noise comes from :func:`hypir_kernels.add_noise` (Philox keyed by the seed, one stream per
 sample), so a batch degraded from a seed is the same on the CPU and on CUDA up to float rounding,

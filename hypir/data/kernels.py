@@ -1,8 +1,8 @@
 """Real-ESRGAN's random blur kernels, drawn for a whole batch at once from a seed.
 
-The first piece of the on-device degradation (issue 12; the resize / noise / JPEG stages and the
-two-stage pipeline are not here yet). Kernel families and their parameters follow Real-ESRGAN's
-``random_mixed_kernels`` and ``circular_lowpass_kernel`` (BasicSR ``data/degradations.py``):
+The blur kernels of the on-device degradation (:mod:`hypir.data.realesrgan`). Kernel families and
+their parameters follow Real-ESRGAN's ``random_mixed_kernels`` and ``circular_lowpass_kernel``
+(BasicSR ``data/degradations.py``, copied by the HYPIR release):
 
 * ``iso`` / ``aniso``: Gaussian ``exp(-0.5 x^T S^-1 x)`` with ``S = R diag(sx^2, sy^2) R^T``
   (``iso``: ``sy = sx``, no rotation);

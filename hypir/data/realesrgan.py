@@ -1,6 +1,5 @@
-"""Real-ESRGAN's two-stage degradation as one batched, seeded call on the training device
-(issue 12, in progress: the pipeline and its stages are here; the benchmark against a
-BasicSR-style reference is not yet).
+"""Real-ESRGAN's two-stage degradation as one batched, seeded call on the training device, in two
+presets: ``ours`` and ``released`` (as the HYPIR release's batch transform; :class:`DegradationConfig`).
 
 ``degrade(gt, seed)`` follows Real-ESRGAN's ``feed_data`` (``realesrgan/models/realesrgan_model.py``)
 with its default options: USM-sharpened ground truth; stage 1 = random-kernel blur, random resize,
@@ -8,6 +7,7 @@ Gaussian (p 0.5) or Poisson noise, JPEG 30-95; stage 2 = blur with p 0.8, random
 then in random order {resize to ``1/scale`` + final sinc (p 0.8, else identity)} and JPEG;
 finally rounding to 8 bits. Every draw derives from ``seed`` (on the CPU), so the same seed gives
 the same degradation on every device, except Poisson noise (``torch.poisson`` per device).
+``hypir.bench_degrade`` times it against the same pipeline on BasicSR's ops.
 """
 from __future__ import annotations
 
