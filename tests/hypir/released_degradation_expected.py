@@ -38,6 +38,18 @@ CASES = [(0, 3, 64, 96), (1, 2, 48, 48), (2, 3, 64, 64), (3, 2, 96, 64), (4, 3, 
 HQ_STORED = (1, 3, 7)  # the cases whose sharpened ground truth is stored too (float32: the file's bulk)
 
 
+def jpeg_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """``[2, 3, 64, 128]`` 8-bit images of flat 16 px tiles -- odd grey levels and random colours,
+    whose DC coefficients fall on exact quantiser ties at quality 50 -- and their float qualities,
+    for the release's DiffJPEG on its own."""
+    g = torch.Generator().manual_seed(0)
+    colours = torch.randint(0, 256, (32, 3), generator=g).float()
+    colours[:16] = (torch.arange(97, 160, 4).float())[:, None].expand(16, 3)
+    tiles = colours.view(4, 8, 3).permute(2, 0, 1).repeat_interleave(16, 1).repeat_interleave(16, 2)
+    x = torch.stack([tiles, tiles.flip(-1)]) / 255
+    return x, torch.tensor([50.0, 90.0])
+
+
 def image_checksum(x: torch.Tensor) -> str:
     """The inputs are regenerated in the tests; this says they are the images the outputs were made from."""
     return f"{float(x.double().sum()):.9e},{float((x.double() ** 2).sum()):.9e}"
@@ -193,6 +205,11 @@ def regenerate(root: str) -> None:
         if seed in HQ_STORED:
             tensors[f"{seed}/hq"] = hq.contiguous()
         checksums[f"{seed}/gt"] = image_checksum(gt)
+    from HYPIR.dataset.diffjpeg import DiffJPEG
+
+    x, q = jpeg_case()
+    tensors["jpeg/out"] = DiffJPEG(differentiable=False)(x.clone(), quality=q.clone()).contiguous()
+    checksums["jpeg/x"] = image_checksum(x)
     STORED.parent.mkdir(exist_ok=True)
     save_file(tensors, str(STORED), metadata={"release": "XPixelGroup/HYPIR@b61d107", "torch": torch.__version__,
                                               "made_by": "tests/hypir/released_degradation_expected.py", **checksums})

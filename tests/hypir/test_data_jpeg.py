@@ -141,6 +141,26 @@ def test_released_variant_is_the_releases_diffjpeg():
                               jpeg(stripes.transpose(-1, -2), torch.tensor([40.0]), variant="released").transpose(-1, -2))
 
 
+def test_released_variant_equals_the_releases_stored_output():
+    """The release's DiffJPEG run once on 8-bit images (``released_degradation_expected.py``): the
+    same bits here, quantiser ties included (ours resolves them the same way only because it does
+    the release's float32 operations in its order)."""
+    import sys
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from released_degradation_expected import STORED, jpeg_case
+
+    with safe_open(str(STORED), "pt") as f:
+        expected = f.get_tensor("jpeg/out")
+    x, q = jpeg_case()
+    out = jpeg(x, q, variant="released")
+    assert (out - expected).abs().max() <= 1e-6
+    assert (jpeg(x, q.round().long()) - expected).abs().max() > 0.02
+
+
 def test_released_variant_checks_its_qualities():
     x = torch.zeros(2, 3, 8, 8)
     assert jpeg(x, 50.5, variant="released").shape == x.shape  # float qualities, as released
