@@ -52,7 +52,7 @@ def check_non_negative(name: str, value) -> None:
 def check_run(run) -> None:
     """The checks every trainer's ``run`` section shares: ``steps``, ``seed``, ``ema``, the ``*_every``
     intervals and ``keep_last``."""
-    from hypir_kernels._checks import check_int, check_seed
+    from hypir_kernels.checks import check_int, check_seed
 
     check_int("steps", run.steps, minimum=1)
     check_seed("seed", run.seed)

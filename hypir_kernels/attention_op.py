@@ -18,11 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from . import backend
-from ._checks import check_tensor
+from .checks import check_tensor
+from .attention_shapes import HEAD_DIMS
 
-# Head dims the Triton kernels are compiled for (SD1.5 40, SD2 64, Flux/SD3 128, ...); the same
-# set is accepted on every backend so code that runs on the CPU also runs on the GPU.
-HEAD_DIMS = (32, 40, 64, 80, 96, 128, 160, 256)
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 

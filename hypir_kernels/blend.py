@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import backend
-from ._checks import check_int, check_tensor
+from .checks import check_int, check_tensor
 from .reference import blend as ref
 
 WEIGHTS = ref.WEIGHTS

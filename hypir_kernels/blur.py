@@ -7,7 +7,7 @@ import math
 import torch
 
 from . import backend
-from ._checks import check_int, check_tensor
+from .checks import check_int, check_tensor
 from .reference import blur as ref
 
 PADDINGS = ref.PADDINGS

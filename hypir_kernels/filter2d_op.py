@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int, check_tensor
+from .checks import check_int, check_tensor
 from .reference.blur import PADDINGS, pad_index
 
 # Smallest kernel size that takes the 2-D FFT instead of the grouped conv2d off the fused CPU

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import backend
-from ._checks import check_int, check_seed, check_tensor
+from .checks import check_int, check_seed, check_tensor
 
 STRATEGIES = ("auto", "activation", "weight")
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

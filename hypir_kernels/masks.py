@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import backend
-from ._checks import check_int, check_probability, check_seed, check_shape, check_tensor
+from .checks import check_int, check_probability, check_seed, check_shape, check_tensor
 from .reference import masks as ref
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import _extension
-from ._checks import check_int, check_probability, check_seed, check_tensor
+from .checks import check_int, check_probability, check_seed, check_tensor
 from .masks import _offsets
 from .reference.masks import philox4x32_10
 

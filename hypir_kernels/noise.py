@@ -13,7 +13,7 @@ import numbers
 import torch
 
 from . import backend
-from ._checks import check_seed, check_tensor
+from .checks import check_seed, check_tensor
 from .masks import _offsets
 from .reference import noise as ref
 

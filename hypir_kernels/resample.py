@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from ._checks import check_int, check_tensor
+from .checks import check_int, check_tensor
 
 MODES = ("area", "bicubic")
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

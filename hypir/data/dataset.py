@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hypir_kernels._checks import check_int, check_seed
+from hypir_kernels.checks import check_int, check_seed
 
 from .io import list_inputs, read_image
 

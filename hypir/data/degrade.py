@@ -13,7 +13,7 @@ import math
 import torch
 
 import hypir_kernels as hk
-from hypir_kernels._checks import check_probability, check_range, check_seed, check_tensor, check_weights
+from hypir_kernels.checks import check_probability, check_range, check_seed, check_tensor, check_weights
 
 from .kernels import KernelSpec, random_kernels
 

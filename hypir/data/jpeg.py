@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hypir_kernels._checks import check_tensor
+from hypir_kernels.checks import check_tensor
 
 _LUMA = [
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,

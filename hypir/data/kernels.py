@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hypir_kernels._checks import check_int, check_probability, check_range, check_seed, check_weights
+from hypir_kernels.checks import check_int, check_probability, check_range, check_seed, check_weights
 
 KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from hypir_kernels._checks import check_int, check_seed
+from hypir_kernels.checks import check_int, check_seed
 
 
 class PairPool:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import hypir_kernels as hk
-from hypir_kernels._checks import check_int, check_probability, check_range, check_seed, check_tensor, check_weights
+from hypir_kernels.checks import check_int, check_probability, check_range, check_seed, check_tensor, check_weights
 
 from .degrade import (RESIZE_MODES, check_resize_range, draw_resize, random_gaussian_noise, random_jpeg, random_poisson_noise,
                       random_resize, resize)

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from hypir_kernels._checks import check_int, check_seed
+from hypir_kernels.checks import check_int, check_seed
 
 
 def generated_image(size: int, seed: int) -> torch.Tensor:

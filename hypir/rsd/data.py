@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hypir_kernels import bernoulli_mask, mri_column_mask
-from hypir_kernels._checks import check_seed
+from hypir_kernels.checks import check_seed
 from hypir_kernels.operators import Blur, Downsample, MultiCoilMRI, Noise
 
 TASKS = ("blur", "inpainting", "sr", "mri")

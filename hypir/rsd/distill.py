@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from hypir_kernels import bernoulli_mask, mri_adjoint, mri_column_mask, mri_forward, mri_further_mask
-from hypir_kernels._checks import check_int
+from hypir_kernels.checks import check_int
 from hypir_kernels.operators import Blur, Downsample
 
 from ..config import to_dict

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hypir_kernels._checks import check_int, check_seed
+from hypir_kernels.checks import check_int, check_seed
 
 from ..config import apply_overrides, check_betas, check_non_negative, check_positive, check_run, load_yaml, parse
 from ..data.realesrgan import DegradationConfig

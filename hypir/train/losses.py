@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hypir_kernels._checks import check_tensor
+from hypir_kernels.checks import check_tensor
 
 from ..files import read_state_dict
 

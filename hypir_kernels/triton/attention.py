@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..attention_op import HEAD_DIMS
+from ..attention_shapes import HEAD_DIMS
 from . import AotConfig
 from .util import bf16_dot_in_fp32, dot
 

@@ -1,4 +1,7 @@
-"""Argument checks for the public API: every message names the argument and what was expected."""
+"""Argument checks for the public API: every message names the argument and what was expected.
+
+Public: ``hypir`` (the model layer) validates its own arguments with these, so both packages
+word their errors the same way (``"name: expected ..., got ..."``)."""
 from __future__ import annotations
 
 import math
