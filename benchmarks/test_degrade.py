@@ -1,12 +1,12 @@
 """Real-ESRGAN degradation of a [8, 3, 256, 256] batch (CPU), three seeds per round, both presets:
 ours (``hypir.data.degrade`` on hypir_kernels' ops) vs the same pipeline and draws on BasicSR's ops
-(``hypir.bench_degrade``).
+(``hypir.bench.degrade``).
 
     pytest benchmarks/test_degrade.py --benchmark-only
 """
 import pytest
 
-from hypir.bench_degrade import BASICSR_OPS, FAST_OPS, make_batch
+from hypir.bench.degrade import BASICSR_OPS, FAST_OPS, make_batch
 from hypir.data.realesrgan import DegradationConfig, degrade
 
 

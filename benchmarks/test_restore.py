@@ -1,5 +1,5 @@
 """HYPIR restoration, 256x256 x4 -> 1024x1024, SD2.1 architecture at reduced width with the
-released LoRA (rank 256, 13 targets): ours vs the released-style loop (see :mod:`hypir.bench`).
+released LoRA (rank 256, 13 targets): ours vs the released-style loop (see :mod:`hypir.bench.restore`).
 
     pytest benchmarks/test_restore.py --benchmark-only
 
@@ -10,7 +10,7 @@ time, accumulate-with-count), ``ours_same_plan`` (the Restorer with that plan), 
 import pytest
 import torch
 
-from hypir import bench
+from hypir.bench import restore as bench
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """One HYPIR training step (G + D, degradation included) on the CPU at reduced width: ours
 (hypir_kernels LoRA, our degradation ops) vs the released way (plain peft, BasicSR-style ops).
-UNet width 64, LoRA rank 256 (released), batch 2 x 128 px; ``hypir.bench_train``.
+UNet width 64, LoRA rank 256 (released), batch 2 x 128 px; ``hypir.bench.train``.
 
     pytest benchmarks/test_train_step.py --benchmark-only
 """
 import pytest
 
-from hypir.bench_train import batches, build
+from hypir.bench.train import batches, build
 
 
 @pytest.fixture(scope="module", params=["ours", "released"])

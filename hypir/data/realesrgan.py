@@ -7,7 +7,7 @@ Gaussian (p 0.5) or Poisson noise, JPEG 30-95; stage 2 = blur with p 0.8, random
 then in random order {resize to ``1/scale`` + final sinc (p 0.8, else identity)} and JPEG;
 finally rounding to 8 bits. Every draw derives from ``seed`` (on the CPU), so the same seed gives
 the same degradation on every device, except Poisson noise (``torch.poisson`` per device).
-``hypir.bench_degrade`` times it against the same pipeline on BasicSR's ops.
+``hypir.bench.degrade`` times it against the same pipeline on BasicSR's ops.
 """
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def _final_sinc(batch: int, seed: int, prob: float, pad_to: int = 21) -> torch.T
 class DegradeOps:
     """The ops :func:`degrade` runs its per-sample work through (swappable: the release's arithmetic,
     :data:`RELEASED_OPS`; a benchmark runs the same pipeline, with the same draws, on BasicSR-style
-    ops: ``hypir.bench_degrade``). None: ours (hypir_kernels)."""
+    ops: ``hypir.bench.degrade``). None: ours (hypir_kernels)."""
 
     filter2d: object = None  # (x, kernels [B, k, k]) -> x blurred with reflect padding
     gaussian_noise: object = None  # (x, sigma [B], gray [B], seed) -> noisy x

@@ -1,8 +1,8 @@
-"""hypir.bench_degrade: the BasicSR-style anchor computes the same degradation as ours (noise
+"""hypir.bench.degrade: the BasicSR-style anchor computes the same degradation as ours (noise
 values aside), so the benchmark compares equal work."""
 import torch
 
-from hypir.bench_degrade import BASICSR_OPS, basicsr_gaussian_noise, make_batch
+from hypir.bench.degrade import BASICSR_OPS, basicsr_gaussian_noise, make_batch
 from hypir.data.kernels import KernelSpec
 from hypir.data.realesrgan import DegradationConfig, StageConfig, conv_filter2d, degrade, usm_sharp, usm_sharp_conv
 

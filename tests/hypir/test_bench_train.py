@@ -1,9 +1,9 @@
-"""hypir.bench_train: both variants run the same training step, the anchor on plain peft layers
+"""hypir.bench.train: both variants run the same training step, the anchor on plain peft layers
 and BasicSR-style degradation ops."""
 import math
 
-from hypir.bench_degrade import BASICSR_OPS
-from hypir.bench_train import batches, build, time_steps
+from hypir.bench.degrade import BASICSR_OPS
+from hypir.bench.train import batches, build, time_steps
 
 
 def test_variants(tmp_path):

@@ -2,7 +2,7 @@
 ``test_pipelines_released.py``), on the same weights as ours, and does the same tiled work as
 ``ours_same_plan``: the same passes, tile sizes and strides, so the benchmark compares equal work."""
 
-from hypir.bench import SD21_WIDTHS, cases, make_image, make_restorers
+from hypir.bench.restore import SD21_WIDTHS, cases, make_image, make_restorers
 from hypir.models.lora import HYPIR_TARGETS
 from hypir.testing import sd2_configs
 

@@ -1,8 +1,8 @@
 """Restoration benchmark: HYPIR on a 256x256 image x4 (1024x1024 output), ours vs the released-style
 path, in one process on the same model and input.
 
-    python -m hypir.bench                                   # the CPU table (reduced widths, fp32)
-    python -m hypir.bench --device cuda --widths sd21       # SD2.1's widths on a GPU (bf16)
+    python -m hypir.bench.restore                           # the CPU table (reduced widths, fp32)
+    python -m hypir.bench.restore --device cuda --widths sd21 # SD2.1's widths on a GPU (bf16)
     pytest benchmarks/test_restore.py --benchmark-only
 
 The model is SD2.1-base's architecture at reduced width (:data:`BENCH_WIDTHS`: UNet blocks
@@ -28,9 +28,9 @@ import time
 
 import torch
 
-from .models.lora import LoraSpec
-from .pipelines.restorer import RELEASED_STRIDE, RELEASED_TILE, Restorer
-from .testing import tiny_components, trained_like_unet
+from ..models.lora import LoraSpec
+from ..pipelines.restorer import RELEASED_STRIDE, RELEASED_TILE, Restorer
+from ..testing import tiny_components, trained_like_unet
 
 BENCH_WIDTHS = dict(unet_width=64, vae_width=32, text_width=64, heads=1, sample_size=64)
 # SD2.1-base's UNet and VAE widths (the text encoder stays 2 layers deep: it runs once per prompt).
@@ -80,7 +80,7 @@ def cases(ours: Restorer, released: Restorer, image: torch.Tensor) -> dict:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m hypir.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hypir.bench.restore", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     parser.add_argument("--widths", default="reduced", choices=("reduced", "sd21"),

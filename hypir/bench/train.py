@@ -1,8 +1,8 @@
 """One HYPIR training step (generator step + discriminator step, degradation included) with our
 kernels vs the same step built the released way: plain peft LoRA layers and the BasicSR-style
-degradation ops (:data:`hypir.bench_degrade.BASICSR_OPS`). Same model, batch, draws and losses.
+degradation ops (:data:`hypir.bench.degrade.BASICSR_OPS`). Same model, batch, draws and losses.
 
-    python -m hypir.bench_train [--width 64 --rank 256 --size 128 --batch 2 --repeats 10]
+    python -m hypir.bench.train [--width 64 --rank 256 --size 128 --batch 2 --repeats 10]
     pytest benchmarks/test_train_step.py --benchmark-only
 
 The model is SD2.1's architecture at reduced width (UNet blocks w, 2w, 4w, 4w; VAE w/2 ...), the
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from .bench_degrade import BASICSR_OPS
-from .config import parse
-from .train import HypirTrainer, TrainConfig
+from .degrade import BASICSR_OPS
+from ..config import parse
+from ..train import HypirTrainer, TrainConfig
 
 
 def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 128, batch: int = 2) -> HypirTrainer:
@@ -64,7 +64,7 @@ def time_steps(trainers: dict[str, HypirTrainer], repeats: int) -> dict[str, lis
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m hypir.bench.train", description=__doc__.splitlines()[0])
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--rank", type=int, default=256)  # released
     p.add_argument("--size", type=int, default=128)

@@ -1,7 +1,7 @@
 """Real-ESRGAN degradation benchmark: :func:`hypir.data.degrade` on our ops vs the same pipeline,
 with the same draws, on the ops BasicSR / Real-ESRGAN run today.
 
-    python -m hypir.bench_degrade [--batch 8 --size 256 --repeats 3]
+    python -m hypir.bench.degrade [--batch 8 --size 256 --repeats 3]
     pytest benchmarks/test_degrade.py --benchmark-only
 
 The anchor (:data:`BASICSR_OPS`) swaps in, through :class:`hypir.data.realesrgan.DegradeOps`:
@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .data.realesrgan import PRESETS, DegradationConfig, DegradeOps, conv_filter2d, degrade, usm_sharp_conv
+from ..data.realesrgan import PRESETS, DegradationConfig, DegradeOps, conv_filter2d, degrade, usm_sharp_conv
 
 
 def basicsr_gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, seed: int,
@@ -68,7 +68,7 @@ def time_both(gt: torch.Tensor, seeds=range(3), repeats: int = 3, config: Degrad
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m hypir.bench.degrade", description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
