@@ -50,8 +50,10 @@ class KernelSpec:
         if not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 or s % 2 == 0 or s > self.pad_to
                                  for s in self.sizes):
             raise ValueError(f"sizes: expected odd ints in [1, pad_to={self.pad_to}], got {self.sizes!r}")
-        for name in ("sigma", "rotation", "betag", "betap"):
+        for name in ("sigma", "rotation"):
             check_range(name, getattr(self, name), -math.inf)
+        for name in ("betag", "betap"):  # shape parameters: positive
+            check_range(name, getattr(self, name), 0.0)
         if self.sigma[0] <= 0:
             raise ValueError(f"sigma: expected a positive range, got {self.sigma!r}")
         check_probability("sinc_prob", self.sinc_prob)
@@ -77,8 +79,11 @@ def split_beta(beta_range: tuple[float, float], batch: int, generator: torch.Gen
     (``random_bivariate_generalized_Gaussian`` / ``_plateau``): with probability 1/2 uniform in
     ``[lo, 1]``, else uniform in ``[1, hi]`` -- so half the kernels are sharper than a Gaussian
     (beta < 1) whatever ``hi`` is, and plateau kernels with ``betap = (1, 2)`` have beta = 1 half the
-    time. (One uniform over ``[lo, hi]`` would give beta < 1 only ``(1 - lo) / (hi - lo)`` of the time.)"""
-    lo, hi = beta_range
+    time. (One uniform over ``[lo, hi]`` would give beta < 1 only ``(1 - lo) / (hi - lo)`` of the time.)
+    A range that does not contain 1 is drawn uniformly."""
+    lo, hi = check_range("beta_range", beta_range, low=0.0)
+    if not lo <= 1 <= hi:
+        return lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=torch.float64)
     low_half = torch.rand(batch, generator=generator, dtype=torch.float64) < 0.5
     u = torch.rand(batch, generator=generator, dtype=torch.float64)
     return torch.where(low_half, lo + (1 - lo) * u, 1 + (hi - 1) * u)

@@ -27,7 +27,12 @@ class PairPool:
     def exchange(self, gt: torch.Tensor, lq: torch.Tensor, prompts: list[str], seed: int):
         """``gt [B, C, H, W]``, ``lq [B, C, h, w]``, ``B`` prompts -> the same shapes: these pairs
         while the pool fills, afterwards ``B`` pairs from earlier batches (the shuffle from ``seed``)."""
+        if not (torch.is_tensor(gt) and torch.is_tensor(lq) and gt.dim() == 4 and lq.dim() == 4):
+            raise ValueError(f"gt, lq: expected [B, C, H, W] tensors, got {getattr(gt, 'shape', type(gt))} "
+                             f"and {getattr(lq, 'shape', type(lq))}")
         B = gt.shape[0]
+        if B == 0:
+            raise ValueError("gt: expected at least one pair, got an empty batch")
         if lq.shape[0] != B or len(prompts) != B:
             raise ValueError(f"gt, lq, prompts: expected one of each per sample, got {B}, {lq.shape[0]}, {len(prompts)}")
         if self.size % B:

@@ -45,9 +45,19 @@ def usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshol
 def conv_filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """BasicSR's / the HYPIR release's ``filter2D``, op for op: reflect padding, then one kernel for
     all planes (``kernels [1, k, k]``: a conv over the ``B * C`` planes as a batch) or one per sample
-    (``[B, k, k]``: a grouped conv). The float arithmetic of the release, and its speed."""
+    (``[B, k, k]``: a grouped conv). The float arithmetic of the release, and its speed. Where
+    reflect padding cannot pad (a side not longer than the kernel's radius: the release raises
+    there), ``hk.filter2d``'s reflect, which folds again past the far edge, takes over."""
+    check_tensor("x", x, dims=4, dtypes=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
+    check_tensor("kernels", kernels, dims=3, dtypes=(x.dtype,), device=x.device)
     B, C, H, W = x.shape
     k = kernels.shape[-1]
+    if kernels.shape[1] != k or k % 2 == 0 or kernels.shape[0] not in (1, B):
+        raise ValueError(f"kernels: expected [1 or B={B}, k, k] with k odd, got {tuple(kernels.shape)}")
+    if x.numel() == 0:
+        return x.clone()
+    if k // 2 >= min(H, W):
+        return hk.filter2d(x, kernels.expand(B, k, k), padding="reflect")
     xp = F.pad(x, (k // 2,) * 4, mode="reflect")
     if kernels.shape[0] == 1:
         return F.conv2d(xp.reshape(B * C, 1, *xp.shape[-2:]), kernels.reshape(1, 1, k, k)).reshape(B, C, H, W)
@@ -58,6 +68,7 @@ def conv_filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 def usm_sharp_conv(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10) -> torch.Tensor:
     """:func:`usm_sharp` as the release's ``USMSharp`` computes it: :func:`conv_filter2d` with the
     outer product of OpenCV's ``getGaussianKernel(51, 0)`` (a 2-D 51x51 kernel, float32)."""
+    check_tensor("img", img, dims=4, dtypes=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
     k = radius + 1 if radius % 2 == 0 else radius
     sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
     ax = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
@@ -208,6 +219,8 @@ def degrade(gt: torch.Tensor, seed: int, config: DegradationConfig | None = None
     (kind, per-sample strength in the units of the image, grey flags), ``quality1``/``quality2``,
     ``sinc``, ``final_mode``, ``order``: ``"resize_first"`` or ``"jpeg_first"``), e.g. to replay a
     degradation elsewhere."""
+    if record is not None and not isinstance(record, dict):
+        raise ValueError(f"record: expected a dict to fill with the draws (or None), got {type(record).__name__}")
     cfg = config or DegradationConfig()
     ops = ops or (RELEASED_OPS if cfg.resolved_ops == "released" else DegradeOps())
     check_tensor("gt", gt, dims=4, dtypes=(torch.float32, torch.float64))

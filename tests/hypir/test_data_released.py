@@ -118,3 +118,32 @@ def test_both_presets_degrade_as_strongly(preset):
         psnrs += (10 * torch.log10(1 / mse)).tolist()
     mean = sum(psnrs) / len(psnrs)
     assert 15 < mean < 30 and all(math.isfinite(p) for p in psnrs), (preset, mean)
+
+
+def test_released_ops_check_their_inputs_and_take_images_smaller_than_the_kernel():
+    import hypir_kernels as hk
+    from hypir.data import PairPool
+    from hypir.data.kernels import split_beta
+    from hypir.data.realesrgan import conv_filter2d, usm_sharp_conv
+
+    x = torch.rand(2, 3, 16, 16)
+    for args, match in [((x, torch.rand(3, 5, 5)), "kernels: expected"), ((x, torch.rand(2, 4, 4)), "kernels: expected"),
+                        ((x[0], torch.rand(1, 5, 5)), "x: expected 4 dims"), ((x, torch.rand(2, 5, 5).double()), "kernels")]:
+        with pytest.raises(ValueError, match=f"^{match}"):
+            conv_filter2d(*args)
+    with pytest.raises(ValueError, match="^img"):
+        usm_sharp_conv(torch.zeros(1, 3, 64, 64, dtype=torch.int64))
+    assert conv_filter2d(torch.rand(0, 3, 16, 16), torch.rand(0, 5, 5)).shape == (0, 3, 16, 16)
+    # A side not longer than the radius: the release's reflect pad raises; ours folds as hk.filter2d.
+    small, k = torch.rand(2, 3, 9, 12), torch.rand(2, 21, 21)
+    torch.testing.assert_close(conv_filter2d(small, k), hk.filter2d(small, k, padding="reflect"))
+    assert usm_sharp_conv(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+    assert degrade(torch.rand(0, 3, 64, 64), 0, DegradationConfig(preset="released"))[0].shape == (0, 3, 64, 64)
+    with pytest.raises(ValueError, match="^record: expected a dict"):
+        degrade(torch.rand(1, 3, 64, 64), 0, record=[])
+    with pytest.raises(ValueError, match="^gt: expected at least one pair"):
+        PairPool(4).exchange(torch.zeros(0, 3, 4, 4), torch.zeros(0, 3, 2, 2), [], 0)
+    with pytest.raises(ValueError, match="^beta_range"):
+        split_beta((2.0, 1.0), 3, torch.Generator())
+    b = split_beta((1.5, 2.0), 1000, torch.Generator().manual_seed(0))  # a range without 1: plain uniform
+    assert 1.5 <= float(b.min()) and float(b.max()) <= 2.0
