@@ -30,7 +30,7 @@ def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 
         "model": {"tiny": {"unet_width": width, "vae_width": max(width // 2, 8), "text_width": width, "sample_size": size // 8},
                   "lora_rank": rank, "lora_kernels": variant == "ours"},
         "data": {"generated": 4 * batch, "crop": size, "batch_size": batch},
-        # the step the README's table measured (same on both sides; the released head and G/D
+        # the step docs/performance.md's table measured (same on both sides; the released head and G/D
         # alternation on two batches are orthogonal to the kernels compared here)
         "discriminator": {"backbone": "conv", "head_channels": 32, "head": "multistage"},
         "run": {"output_dir": out, "steps": 1000, "ema": 0.999, "schedule": "same-batch"},

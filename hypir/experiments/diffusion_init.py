@@ -1,4 +1,4 @@
-"""The HYPIR paper's initialisation claim in miniature (issue 12; README "Diffusion initialisation
+"""The HYPIR paper's initialisation claim in miniature (issue 12; docs/experiments.md "Diffusion initialisation
 in miniature"): adversarial restoration training started from a diffusion-pretrained UNet vs the
 same UNet at its random initialisation, equal steps, everything else identical.
 

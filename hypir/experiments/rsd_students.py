@@ -1,4 +1,4 @@
-"""RSD's headline in miniature (issue 14; README "RSD students in miniature"): the teachers of
+"""RSD's headline in miniature (issue 14; docs/experiments.md "RSD students in miniature"): the teachers of
 ``hypir.experiments.rsd_teachers`` (trained only on corrupted digits) distilled into one-step
 students through their corruption; does the student beat its teacher?
 

@@ -1,4 +1,4 @@
-"""RSD phase I in miniature (issue 13; README "RSD teachers in miniature"): teachers trained only on
+"""RSD phase I in miniature (issue 13; docs/experiments.md "RSD teachers in miniature"): teachers trained only on
 corrupted digits (blur; 90 %-missing inpainting), a reference teacher trained on the clean digits,
 and FIDs of their samples against clean held-out digits with a feature network trained here.
 

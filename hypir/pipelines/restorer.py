@@ -13,7 +13,7 @@ wavelet colour fix against the upscaled input.
 Two presets (:data:`PRESETS`) set the pre/post-processing around that step. ``"released"`` does
 each step as the official HYPIR enhancer (XPixelGroup/HYPIR ``enhancer/base.py``) does it, so a
 released checkpoint gives the released pictures; ``"default"`` differs in six places where we
-think ours is better (:class:`Preset` names them; README "Presets" shows why).
+think ours is better (:class:`Preset` names them; docs/restore.md "Presets" shows why).
 """
 from __future__ import annotations
 

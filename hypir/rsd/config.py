@@ -105,7 +105,7 @@ class RunConfig:
     steps: int = 20000
     seed: int = 0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    compile: bool = False  # torch.compile the UNet in place (a one-off compile of minutes; see README)
+    compile: bool = False  # torch.compile the UNet in place (a one-off compile of minutes; see docs/rsd.md)
     ema: float = 0.999  # 0 disables
     log_every: int = 50
     sample_every: int = 0  # a sample grid every N steps (0: never)

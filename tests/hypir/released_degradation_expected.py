@@ -17,7 +17,7 @@ our noise, its JPEG qualities (``Tensor.uniform_``) from ours. Everything else -
 noise arithmetic, DiffJPEG, sinc, order, resize back, rounding, USM -- is the release's own code.
 
 With PHOTOS (a folder of images) it prints, on 256 px crops of them, the same-draw difference and
-the PSNR(LQ, GT) distribution of our preset against the release's own random draws (README,
+the PSNR(LQ, GT) distribution of our preset against the release's own random draws (docs/train.md,
 "Training degradation presets").
 """
 from __future__ import annotations

@@ -93,3 +93,38 @@ def test_command_names_existing_module_subcommand_and_options(where, tokens):
         text = help_text(*argv)
         missing = [o for o in wanted if o not in text]
         assert not missing, f"{where}: {' '.join(argv[1:])} has no option {missing}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading: lower case, punctuation but ``-``/``_`` dropped,
+    spaces to ``-``."""
+    text = heading.strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def test_every_relative_link_in_readme_and_docs_resolves():
+    """A link to a moved page, a renamed heading or a figure that is gone fails here."""
+    broken = []
+    for doc in _documents():
+        text = doc.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            if not dest.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md":
+                anchors = {_anchor(h) for h in re.findall(r"^#+ (.+)$", dest.read_text(), re.M)}
+                if anchor not in anchors:
+                    broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_readme_stays_a_front_page():
+    """The README is the front page (what it is, the two commands, one example per CLI, the headline
+    table, links); references live in docs/."""
+    assert (ROOT / "README.md").stat().st_size <= 15 * 1024
+    readme = (ROOT / "README.md").read_text()
+    for page in ("restore", "train", "rsd", "kernels", "performance", "experiments", "limits"):
+        assert f"(docs/{page}.md)" in readme, page
