@@ -230,7 +230,7 @@ def test_merge_is_exact_and_unmerge_restores_bits():
     assert lora.unmerge(unet) == merged
     for name, p in unet.named_parameters():
         assert torch.equal(p, originals[name]), name
-    assert all("forward" not in m.__dict__ for _, m in lora._peft_lora_layers(unet))
+    assert all("forward" not in m.__dict__ for _, m in lora.patching._peft_lora_layers(unet))
 
 
 def _saved_bytes(fn):
@@ -367,7 +367,7 @@ def test_cuda_triton_activation_matches_peft(rank, dtype):
 
     expected = run()
     lora.patch_peft(net, "activation")
-    assert lora._fusable(net.fc) is not None
+    assert lora.patching._fusable(net.fc) is not None
     for a, b in zip(run(), expected):
         torch.testing.assert_close(a, b, **TOL[dtype])
 
@@ -463,7 +463,7 @@ def test_conv_composed_and_function_paths_agree(monkeypatch):
         return y.detach(), x.grad, A.grad, B.grad
 
     composed = run()
-    monkeypatch.setattr(lora, "_COMPOSED_CONV_MAX_WORK", 0)
+    monkeypatch.setattr(lora.conv, "_COMPOSED_CONV_MAX_WORK", 0)
     function = run()
     for a, b in zip(composed, function):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
