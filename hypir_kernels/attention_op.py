@@ -15,11 +15,11 @@ import math
 import numbers
 
 import torch
-import torch.nn.functional as F
 
 from . import backend
 from .checks import check_tensor
 from .attention_shapes import HEAD_DIMS
+from .reference import attention as ref
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -176,15 +176,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | 
     if name == "triton":
         return _triton(q, k, v, scale)
     if name == "sdpa":
-        return _sdpa(q, k, v, scale)
+        return ref.attention(q, k, v, scale)
     from torch.nn.attention import sdpa_kernel
 
     with sdpa_kernel(_sdpa_priority(name), set_priority=True):
-        return _sdpa(q, k, v, scale)
-
-
-def _sdpa(q, k, v, scale):
-    return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return ref.attention(q, k, v, scale)
 
 
 @torch.compiler.assume_constant_result  # dynamo in torch 2.11 cannot trace importlib's find_spec
@@ -202,7 +198,7 @@ def _triton(q, k, v, scale):
     return torch.ops.hypir_kernels.attention_forward(q, k, v, scale)[0]
 
 
-backend.register("attention", triton=_triton, reference=_sdpa)
+backend.register("attention", triton=_triton, reference=ref.attention)
 
 
 def _check_triton_args(q, k, v, scale) -> None:

@@ -2,8 +2,10 @@
 
 Backends (DESIGN §2):
 
-* ``cuda``      C++/CUDA kernels from ``hypir_kernels._C`` on CUDA tensors.
-* ``cpu``       C++ kernels from ``hypir_kernels._C`` on CPU tensors.
+* ``cuda``      C++/CUDA kernels from ``hypir_kernels._C`` on CUDA tensors; for an op registered
+                without a ``kernel_op`` (MRI, down-sampling), a torch composition tuned for the
+                device that needs no extension.
+* ``cpu``       C++ kernels from ``hypir_kernels._C`` on CPU tensors (likewise).
 * ``triton``    Triton kernels on CUDA tensors; on CPU tensors only when the process started with
                 ``TRITON_INTERPRET=1`` (this is how tests run Triton kernels without a GPU).
 * ``reference`` the pure-torch reference in :mod:`hypir_kernels.reference`, on any device.
@@ -65,7 +67,8 @@ class Op:
 
     name: str
     impls: dict[str, Callable] = field(default_factory=dict)
-    # Kernel op in the C++ extension backing the cpu/cuda implementations.
+    # Kernel op in the C++ extension backing the cpu/cuda implementations; None when those are
+    # torch compositions, which then run without the extension.
     kernel_op: str | None = None
 
 
@@ -94,13 +97,13 @@ def runnable(op: Op, backend: str, device_type: str) -> tuple[bool, str]:
     if backend == "cpu":
         if device_type != "cpu":
             return False, "the cpu backend takes CPU tensors"
-        if not _extension.cpu_available():
+        if op.kernel_op is not None and not _extension.cpu_available():
             return False, f"hypir_kernels._C is not built ({_extension.import_error()})"
         return True, ""
     if backend == "cuda":
         if device_type != "cuda":
             return False, "the cuda backend takes CUDA tensors"
-        if not _extension.cuda_built():
+        if op.kernel_op is not None and not _extension.cuda_built():
             return False, "hypir_kernels._C was built without its CUDA part"
         return True, ""
     # triton

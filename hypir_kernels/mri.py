@@ -17,14 +17,18 @@ Shapes: ``x`` complex ``[B, H, W]`` or its real view ``[B, 2, H, W]``; ``maps`` 
 always read as columns: a full mask keeps its batch dim even for B = 1); ``y`` complex
 ``[B, Nc, H, W]`` (real view ``[B, 2, Nc, H, W]`` when ``x`` was given as a real view). Odd H or
 W fall back to explicit shifts. All ops are differentiable (their backward is the adjoint).
+Backends (ops ``mri_forward`` / ``mri_adjoint`` in :data:`hypir_kernels.backend.REGISTRY`): these
+torch compositions on ``cpu`` and ``cuda``; the textbook formula of
+:mod:`hypir_kernels.reference.mri` as ``reference``.
 """
 from __future__ import annotations
 
 import torch
 
-from . import _extension
+from . import _extension, backend
 from .checks import check_int, check_probability, check_seed, check_tensor
 from .masks import _offsets
+from .reference import mri as ref
 from .reference.masks import philox4x32_10
 
 _COMPLEX = (torch.complex64, torch.complex128)
@@ -77,11 +81,6 @@ def _phases(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return c, (-c if ((h + w) // 2) % 2 else c)
 
 
-def _fft2c_full(v: torch.Tensor, inverse: bool) -> torch.Tensor:
-    f = torch.fft.ifft2 if inverse else torch.fft.fft2
-    return torch.fft.fftshift(f(torch.fft.ifftshift(v, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
-
-
 def _zeros_like(t: torch.Tensor) -> torch.Tensor:
     """Zeros like ``t``; large CPU buffers come from the extension's output cache (fresh pages
     cost more than the FFTs on a VM)."""
@@ -102,12 +101,15 @@ def mri_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
     _check(maps, mask, B, H, W, xc.dtype, xc.device)
     if B * maps.shape[1] * H * W == 0:  # nothing to transform (the FFT libraries reject empty extents)
         return _to_output(maps * xc[:, None], real_view)  # empty, of the right shape, in the graph
+    return backend.dispatch("mri_forward", xc.device)(xc, maps, mask, real_view)
+
+
+def _forward_fast(xc: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, real_view: bool) -> torch.Tensor:
+    B, H, W = xc.shape
+    if H % 2 or W % 2:  # the checkerboard identity needs even sizes
+        return ref.mri_forward(xc, maps, mask, real_view)
     m = mask.to(xc.real.dtype)
-    if H % 2 or W % 2:
-        y = _fft2c_full(maps * xc[:, None], inverse=False)
-        y = y * (m[:, None, None, :] if mask.dim() == 2 else m[:, None])
-        return _to_output(y, real_view)
-    pre, phase = (p.to(m.dtype) for p in _phases(H, W, x.device))
+    pre, phase = (p.to(m.dtype) for p in _phases(H, W, xc.device))
     coil = maps * (xc * pre)[:, None]  # S (C x): the centring folded into the image
     if mask.dim() == 3:
         y = torch.fft.fft2(coil, norm="ortho") * (m * phase)[:, None]
@@ -149,33 +151,40 @@ def mri_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torc
         raise ValueError(f"maps: expected Nc={Nc} coils as in y, got {maps.shape[1]}")
     if B * Nc * H * W == 0:  # nothing to transform: A^H y is empty, or zero with no coils
         x = (maps.conj() * (torch.complex(y[:, 0], y[:, 1]) if real_view else y)).sum(1)
-        return torch.stack([x.real, x.imag], dim=1) if real_view else x
-    m = mask.to(maps.real.dtype)
-    column_path = mask.dim() == 2 and H % 2 == 0 and W % 2 == 0
-    # The column path reads only the kept columns of a real view; the others need it complex.
-    yc = torch.complex(y[:, 0], y[:, 1]) if real_view and not column_path else y
+        return _to_output(x, real_view)
+    return backend.dispatch("mri_adjoint", y.device)(y, maps, mask, real_view)
+
+
+def _adjoint_fast(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, real_view: bool) -> torch.Tensor:
+    B, H, W = maps.shape[0], maps.shape[2], maps.shape[3]
     if H % 2 or W % 2:
-        img = _fft2c_full(yc * (m[:, None, None, :] if mask.dim() == 2 else m[:, None]), inverse=True)
-        x = (maps.conj() * img).sum(1)
-    else:
-        pre, phase = (p.to(m.dtype) for p in _phases(H, W, y.device))
-        if mask.dim() == 3:
-            img = torch.fft.ifft2(yc * (m * phase)[:, None], norm="ortho")
-        else:
-            cols_img = _zeros_like(maps)
-            for b in range(B):
-                cols = torch.nonzero(m[b]).flatten()
-                if cols.numel() == 0:
-                    continue
-                if real_view:
-                    kept = torch.complex(y[b, 0].index_select(-1, cols), y[b, 1].index_select(-1, cols))
-                else:
-                    kept = y[b].index_select(-1, cols)
-                kept = kept * (phase.index_select(1, cols) * m[b, cols])
-                cols_img[b].index_copy_(-1, cols, torch.fft.ifft(kept, dim=-2, norm="ortho"))  # along H, kept only
-            img = torch.fft.ifft(cols_img, dim=-1, norm="ortho")
-        x = (maps.conj() * img).sum(1) * pre  # conjugate-multiply-and-sum over coils, then C
-    return torch.stack([x.real, x.imag], dim=1) if real_view else x
+        return ref.mri_adjoint(y, maps, mask, real_view)
+    m = mask.to(maps.real.dtype)
+    pre, phase = (p.to(m.dtype) for p in _phases(H, W, y.device))
+    if mask.dim() == 3:
+        yc = torch.complex(y[:, 0], y[:, 1]) if real_view else y
+        img = torch.fft.ifft2(yc * (m * phase)[:, None], norm="ortho")
+    else:  # reads only the kept columns, of a real view too
+        cols_img = _zeros_like(maps)
+        for b in range(B):
+            cols = torch.nonzero(m[b]).flatten()
+            if cols.numel() == 0:
+                continue
+            if real_view:
+                kept = torch.complex(y[b, 0].index_select(-1, cols), y[b, 1].index_select(-1, cols))
+            else:
+                kept = y[b].index_select(-1, cols)
+            kept = kept * (phase.index_select(1, cols) * m[b, cols])
+            cols_img[b].index_copy_(-1, cols, torch.fft.ifft(kept, dim=-2, norm="ortho"))  # along H, kept only
+        img = torch.fft.ifft(cols_img, dim=-1, norm="ortho")
+    x = (maps.conj() * img).sum(1) * pre  # conjugate-multiply-and-sum over coils, then C
+    return _to_output(x, real_view)
+
+
+# The fast paths are torch compositions (no C++ kernel), so they run on any device without the
+# extension; the reference is the textbook formula.
+backend.register("mri_forward", cpu=_forward_fast, cuda=_forward_fast, reference=ref.mri_forward)
+backend.register("mri_adjoint", cpu=_adjoint_fast, cuda=_adjoint_fast, reference=ref.mri_adjoint)
 
 
 def mri_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

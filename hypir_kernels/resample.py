@@ -15,7 +15,9 @@ torch's own antialiased kernels (``aten._upsample_bicubic2d_aa`` and its backwar
 the adjoint), so the cost is linear in pixels and each output reads only its ``4f`` x ``4f``
 window: a NaN or Inf in the input reaches only the outputs whose window holds it (area: its
 block). :func:`resample_matrix` builds the dense matrix of one axis for inspection and tests
-(``O(n^2 / f)`` memory, not cached); the operators never use it.
+(``O(n^2 / f)`` memory, not cached); only the ``reference`` backend
+(:mod:`hypir_kernels.reference.resample`, ops ``downsample`` / ``downsample_adjoint`` in the
+registry) multiplies by it.
 """
 from __future__ import annotations
 
@@ -23,43 +25,21 @@ import math
 
 import torch
 
+from . import backend
 from .checks import check_int, check_tensor
+from .reference import resample as ref
 
 MODES = ("area", "bicubic")
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
-def _cubic(t: float, a: float = -0.5) -> float:
-    t = abs(t)
-    if t < 1:
-        return ((a + 2) * t - (a + 3)) * t * t + 1
-    if t < 2:
-        return (((t - 5) * t + 8) * t - 4) * a
-    return 0.0
-
-
-def _matrix_cpu(n: int, factor: int, mode: str) -> torch.Tensor:
-    """``[n // factor, n]`` float64 resampling matrix of one axis (the weights torch uses)."""
-    m = n // factor
-    r = torch.zeros(m, n, dtype=torch.float64)
-    if mode == "area":
-        for i in range(m):
-            r[i, i * factor:(i + 1) * factor] = 1.0 / factor
-        return r
-    support = 2.0 * factor  # bicubic support 2, stretched by the factor (antialiasing)
-    for i in range(m):
-        center = (i + 0.5) * factor
-        lo = max(int(center - support + 0.5), 0)
-        hi = min(int(center + support + 0.5), n)
-        w = [_cubic((j + lo - center + 0.5) / factor) for j in range(hi - lo)]
-        total = sum(w)
-        r[i, lo:hi] = torch.tensor(w, dtype=torch.float64) / total
-    return r
-
-
 def resample_matrix(n: int, factor: int, mode: str, dtype=torch.float32, device="cpu") -> torch.Tensor:
     """The dense ``[n // factor, n]`` matrix of one axis (rows sum to 1); for inspection only."""
-    return _matrix_cpu(n, factor, mode).to(dtype=dtype, device=device)
+    check_int("n", n, minimum=0)
+    check_int("factor", factor, minimum=1)
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    return ref.resample_matrix(n, factor, mode).to(dtype=dtype, device=device)
 
 
 def _check(x: torch.Tensor, factor: int, mode: str, name: str) -> None:
@@ -84,10 +64,14 @@ def downsample(x: torch.Tensor, factor: int, mode: str = "area") -> torch.Tensor
         return x.clone()
     if x.numel() == 0:  # torch's resampling kernels reject empty planes
         return x.new_zeros(*x.shape[:-2], H // factor, W // factor)
+    return backend.dispatch("downsample", x.device)(x, factor, mode)
+
+
+def _downsample_banded(x: torch.Tensor, factor: int, mode: str) -> torch.Tensor:
     acc = _acc(x)
     if mode == "area":
         return torch.nn.functional.avg_pool2d(x.to(acc), factor).to(x.dtype)
-    size = [H // factor, W // factor]
+    size = [x.shape[-2] // factor, x.shape[-1] // factor]
     return torch.ops.aten._upsample_bicubic2d_aa(x.to(acc), size, False, None, None).to(x.dtype)
 
 
@@ -101,13 +85,25 @@ def downsample_adjoint(y: torch.Tensor, factor: int, mode: str = "area") -> torc
         raise ValueError(f"factor: {factor} makes the output of a {tuple(y.shape)} y too large to store")
     if y.numel() == 0:
         return y.new_zeros(*y.shape[:-2], h * factor, w * factor)
+    return backend.dispatch("downsample_adjoint", y.device)(y, factor, mode)
+
+
+def _downsample_adjoint_banded(y: torch.Tensor, factor: int, mode: str) -> torch.Tensor:
     acc = _acc(y)
     if mode == "area":
         spread = y.to(acc).repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
         return (spread / (factor * factor)).to(y.dtype)
+    h, w = y.shape[-2:]
     full = [*y.shape[:-2], h * factor, w * factor]
     # The backward of the antialiased forward applies the same weights transposed: the exact adjoint.
     return torch.ops.aten._upsample_bicubic2d_aa_backward(y.to(acc), [h, w], full, False, None, None).to(y.dtype)
+
+
+# Torch's banded kernels on every device (no C++ kernel of ours, so no extension needed); the
+# reference multiplies by the dense matrices.
+backend.register("downsample", cpu=_downsample_banded, cuda=_downsample_banded, reference=ref.downsample)
+backend.register("downsample_adjoint", cpu=_downsample_adjoint_banded, cuda=_downsample_adjoint_banded,
+                 reference=ref.downsample_adjoint)
 
 
 __all__ = ["MODES", "downsample", "downsample_adjoint", "resample_matrix"]

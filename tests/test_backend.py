@@ -67,3 +67,30 @@ def test_triton_runs_on_cpu_under_the_interpreter():
         pytest.skip("with a GPU, Triton runs compiled")
     assert "triton" in runnable_backends("blend_tiles", "cpu")
     assert "cpu" in runnable_backends("blend_tiles", "cpu")
+
+
+def test_every_op_family_is_in_the_registry_with_a_reference_module():
+    """``hk.info()`` lists every op family, and each one's reference lives in hypir_kernels.reference."""
+    import inspect
+
+    expected = {"add_noise", "apply_mask", "attention", "blend_tiles", "downsample", "downsample_adjoint", "filter2d",
+                "lora_linear_activation", "lora_linear_activation_backward", "mri_adjoint", "mri_forward",
+                "separable_filter"}
+    assert expected <= set(backend.REGISTRY)
+    for name, op in backend.REGISTRY.items():
+        assert inspect.getmodule(op.impls["reference"]).__name__.startswith("hypir_kernels.reference."), name
+    assert expected <= set(hk.info()["ops"])
+
+
+def test_torch_composed_cpu_paths_need_no_extension(monkeypatch):
+    """Ops registered without a C++ ``kernel_op`` (MRI, down-sampling) keep their fast path when the
+    extension is missing; ops backed by it fall back to the reference."""
+    monkeypatch.setattr(_extension, "cpu_available", lambda: False)
+    backend._AUTO.clear()
+    try:
+        assert backend.select(backend.REGISTRY["mri_forward"], "cpu") == "cpu"
+        assert backend.select(backend.REGISTRY["downsample"], "cpu") == "cpu"
+        assert backend.select(backend.REGISTRY["filter2d"], "cpu") == "reference"
+        assert backend.select(backend.REGISTRY["blend_tiles"], "cpu") == "reference"
+    finally:
+        backend._AUTO.clear()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import hypir_kernels as hk
 from hypir_kernels import filter2d_op as f2d
+from hypir_kernels.reference import filter2d as ref_f2d
 from hypir_kernels.reference.blur import PADDINGS, pad_index
 
 
@@ -33,10 +34,13 @@ def _reference(x, kernels, padding):
 
 @pytest.fixture(params=["fused", "direct", "fft2d"])
 def path(request, monkeypatch):
-    if request.param != "fused":  # the paths other devices take
-        monkeypatch.setattr(f2d, "_cpu_path", lambda x, kernels: False)
-        monkeypatch.setattr(f2d, "FFT_MIN_KERNEL", 1 if request.param == "fft2d" else 10**6)
-    return request.param
+    if request.param == "fused":
+        yield request.param
+        return
+    # the reference backend: the paths other devices take
+    monkeypatch.setattr(ref_f2d, "FFT_MIN_KERNEL", 1 if request.param == "fft2d" else 10**6)
+    with hk.use_backend("reference"):
+        yield request.param
 
 
 @pytest.mark.parametrize("padding", PADDINGS)

@@ -4,7 +4,16 @@ adjoint dot-tests, real views, gradients, bad input."""
 import pytest
 import torch
 
+import hypir_kernels as hk
 from hypir_kernels import mri
+
+
+@pytest.fixture(params=["auto", "reference"])
+def mri_backend(request):
+    """The fast torch path (``cpu``) and the registry's textbook ``reference``: both held to the
+    same independent formula."""
+    with hk.use_backend(request.param):
+        yield request.param
 
 
 def _case(B=2, Nc=3, H=32, W=34, dtype=torch.complex128, seed=0, keep=0.35):
@@ -28,7 +37,7 @@ def _reference(x, maps, full_mask):
 
 @pytest.mark.parametrize("H,W", [(32, 34), (32, 32), (30, 36), (31, 34), (32, 33), (8, 2)])
 @pytest.mark.parametrize("mask_kind", ["columns", "full"])
-def test_forward_adjoint_normal(H, W, mask_kind):
+def test_forward_adjoint_normal(H, W, mask_kind, mri_backend):
     x, maps, cols = _case(H=H, W=W)
     full = cols[:, None, :].expand(-1, H, -1).contiguous()
     if mask_kind == "full":  # a general mask, not just columns
@@ -45,7 +54,7 @@ def test_forward_adjoint_normal(H, W, mask_kind):
     torch.testing.assert_close(mri.mri_normal(x, maps, mask), mri.mri_adjoint(y, maps, mask), rtol=1e-12, atol=1e-12)
 
 
-def test_real_views_and_complex64():
+def test_real_views_and_complex64(mri_backend):
     x, maps, cols = _case(dtype=torch.complex64)
     xr = torch.stack([x.real, x.imag], 1)
     y = mri.mri_forward(xr, maps, cols)
@@ -69,7 +78,7 @@ def test_matches_deepinv_multicoil_mri():
     torch.testing.assert_close(mri.mri_adjoint(y_ours, maps, cols), physics.A_adjoint(y_theirs), rtol=1e-5, atol=1e-5)
 
 
-def test_gradients_are_adjoints():
+def test_gradients_are_adjoints(mri_backend):
     x, maps, cols = _case(B=1, Nc=2, H=8, W=10)
     x = x.requires_grad_()
     torch.autograd.gradcheck(lambda t: torch.view_as_real(mri.mri_forward(t, maps, cols)), (x,))

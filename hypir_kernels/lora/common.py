@@ -1,5 +1,6 @@
-"""What the linear and conv LoRA ops share: argument checks, the dropout mask regenerated from a
-seed, and the fp32-accumulated effective weight ``W + s B A`` (also what :func:`merge` writes)."""
+"""What the linear and conv LoRA ops share: argument checks, the dropout seed, and the
+fp32-accumulated effective weight ``W + s B A`` (also what :func:`merge` writes). The dropout mask
+and the torch arithmetic are :mod:`hypir_kernels.reference.lora`."""
 from __future__ import annotations
 
 import math
@@ -61,29 +62,9 @@ def dropout_seed(dropout_p: float, seed) -> int:
     return seed
 
 
-def keep_mask(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    """Dropout keep mask of the torch path, regenerated from ``seed`` (forward and backward)."""
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    return torch.rand(x.shape, generator=g, device=x.device, dtype=torch.float32) >= p
-
-
-def dropped(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    if p == 0:
-        return x
-    return x * keep_mask(x, p, seed).to(x.dtype) * (1.0 / (1.0 - p))
-
-
-def scaled(t: torch.Tensor, scale: float) -> torch.Tensor:
-    return t if scale == 1.0 else t.mul_(scale)  # HYPIR's alpha = r: skip the no-op multiply
-
-
 def effective_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scale: float) -> torch.Tensor:
     """``W + scale * B A`` accumulated in fp32 (or fp64), cast to W's dtype; B and A are viewed as
     matrices ``[out, r]`` and ``[r, in * kh * kw]``."""
     acc = torch.float64 if weight.dtype == torch.float64 else torch.float32
     delta = B.reshape(B.shape[0], B.shape[1]).to(acc) @ A.reshape(A.shape[0], math.prod(A.shape[1:])).to(acc)
     return (weight.to(acc) + scale * delta.reshape(weight.shape)).to(weight.dtype)
-
-
-def dropped_grad(grad, x, p, seed):
-    return grad * keep_mask(x, p, seed).to(grad.dtype) * (1.0 / (1.0 - p))

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import check_int, check_tensor
-from .common import check_common, dropped, dropped_grad, effective_weight, scaled, dropout_seed, needs_grad
+from ..reference import lora as ref
+from .common import check_common, dropout_seed, effective_weight, needs_grad
 from .cost import choose_strategy
 
 
@@ -110,7 +111,7 @@ def _lora_conv2d_activation(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 
 def _conv_act_forward(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation, dropout_p, seed):
-    h = F.conv2d(dropped(x, dropout_p, seed), lora_A, None, stride, padding, dilation)
+    h = F.conv2d(ref.dropped(x, dropout_p, seed), lora_A, None, stride, padding, dilation)
     y = F.conv2d(x, weight, bias, stride, padding, dilation)
     n, r, hw = h.shape[0], h.shape[1], h.shape[2] * h.shape[3]
     lora = torch.matmul(lora_B.reshape(1, lora_B.shape[0], r), h.reshape(n, r, hw))  # [Bt, out, H'W']
@@ -136,13 +137,13 @@ def _conv_act_backward(ctx, dy, _dh):
     scale, stride, padding, dilation, p, seed = ctx.args
     n, r, hw = h.shape[0], h.shape[1], h.shape[2] * h.shape[3]
     dy3 = dy.reshape(n, dy.shape[1], hw)
-    g = scaled(torch.matmul(B.reshape(1, B.shape[0], r).transpose(1, 2), dy3), scale)  # [Bt, r, H'W']
-    dB = scaled(torch.matmul(dy3, h.reshape(n, r, hw).transpose(1, 2)).sum(0), scale).reshape(B.shape)
-    xd = dropped(x, p, seed)
+    g = ref.scaled(torch.matmul(B.reshape(1, B.shape[0], r).transpose(1, 2), dy3), scale)  # [Bt, r, H'W']
+    dB = ref.scaled(torch.matmul(dy3, h.reshape(n, r, hw).transpose(1, 2)).sum(0), scale).reshape(B.shape)
+    xd = ref.dropped(x, p, seed)
     gi = g.reshape(h.shape)
     dxa, dA, _ = torch.ops.aten.convolution_backward(gi, xd, A, None, stride, padding, dilation, False, [0, 0], 1, [True, True, False])
     if p > 0:
-        dxa = dropped_grad(dxa, x, p, seed)
+        dxa = ref.dropped_grad(dxa, x, p, seed)
     dx = _conv_input_grad(dy, x, weight, stride, padding, dilation).add_(dxa)
     return dx, None, None, dA, dB, None, None, None, None, None, None
 

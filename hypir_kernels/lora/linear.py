@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from .. import backend
 from ..checks import check_tensor
-from .common import check_common, dropped, effective_weight, keep_mask, scaled, dropout_seed, needs_grad
+from ..reference import lora as ref
+from .common import check_common, dropout_seed, effective_weight, needs_grad
 from .cost import choose_strategy
 
 
@@ -101,26 +102,6 @@ def _check_linear_2d(x, weight, bias, lora_A, lora_B, scale, dropout_p) -> None:
         raise ValueError(f"lora_A: in features (dim 1) {lora_A.shape[1]} do not match weight's {weight.shape[1]}")
 
 
-def _act_forward_torch(x, weight, bias, A, B, scale, p, seed):
-    h = F.linear(dropped(x, p, seed), A)
-    y = F.linear(x, weight, bias)
-    y.addmm_(h, B.t(), alpha=scale)  # accumulate the LoRA product into the base output
-    return y, h
-
-
-def _act_backward_torch(dy, x, h, weight, A, B, scale, p, seed):
-    g = scaled(dy @ B, scale)  # [N, r]
-    dB = scaled(dy.t() @ h, scale)
-    if p == 0:
-        dA = g.t() @ x
-        dx = (dy @ weight).addmm_(g, A)
-    else:
-        keep = keep_mask(x, p, seed).to(x.dtype) * (1.0 / (1.0 - p))
-        dA = g.t() @ (x * keep)
-        dx = (dy @ weight).add_((g @ A) * keep)
-    return dx, dA, dB
-
-
 def _act_forward_triton(x, weight, bias, A, B, scale, p, seed):
     from ..triton import lora as kernels
 
@@ -142,8 +123,8 @@ def _act_backward_triton(dy, x, h, weight, A, B, scale, p, seed):
     return dx, dA, dB
 
 
-backend.register("lora_linear_activation", triton=_act_forward_triton, reference=_act_forward_torch)
-backend.register("lora_linear_activation_backward", triton=_act_backward_triton, reference=_act_backward_torch)
+backend.register("lora_linear_activation", triton=_act_forward_triton, reference=ref.activation_forward)
+backend.register("lora_linear_activation_backward", triton=_act_backward_triton, reference=ref.activation_backward)
 
 
 @torch.library.custom_op("hypir_kernels::lora_linear_activation", mutates_args=())
