@@ -29,7 +29,8 @@ import time
 import torch
 
 from ..models.lora import LoraSpec
-from ..pipelines.restorer import RELEASED_STRIDE, RELEASED_TILE, Restorer
+from ..pipelines.presets import RELEASED_STRIDE, RELEASED_TILE
+from ..pipelines.restorer import Restorer
 from ..testing import tiny_components, trained_like_unet
 
 BENCH_WIDTHS = dict(unet_width=64, vae_width=32, text_width=64, heads=1, sample_size=64)

@@ -152,3 +152,20 @@ def load_encoder(vae: torch.nn.Module, path: str | os.PathLike) -> None:
         params = dict(vae.named_parameters()) | dict(vae.named_buffers())
         for k, v in state.items():
             params[k].copy_(v)
+
+
+class EncodeDecode(torch.nn.Module):
+    """Stage 1's network ``D(E(x))`` on images in [-1, 1]: the VAE's posterior mean, or a sample
+    drawn from ``seed``, decoded."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        dist = self.vae.encode(x).latent_dist
+        if seed is None:
+            z = dist.mode()
+        else:
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(seed)).to(dist.mean)
+        return self.vae.decode(z).sample

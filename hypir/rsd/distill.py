@@ -10,10 +10,10 @@ come from ``hypir_kernels`` and are differentiated through. Adam with SiD's beta
 of the generator, model selection by proximal FID (the best step exported separately), accelerate,
 atomic resumable checkpoints (bit for bit), progress bars.
 
-Views (how a task sees generator samples ``x``; see :mod:`hypir.rsd.sid`): :class:`ImageView` for
-clean/blur/sr/inpainting (inpainting: a fresh mask ``M`` per draw, the networks see
-``[M~ w_t, M~]`` and are compared on ``M``), :class:`MRIView` for multi-coil k-space (fresh column
-masks; networks see ``A~^H (M~ w_t)`` and are compared through ``A``).
+How a task sees generator samples ``x`` is its task object's (:mod:`hypir.rsd.tasks`: ``observe``,
+``noisy``, ``predict``, ``fake_loss``; see :mod:`hypir.rsd.sid`): inpainting draws a fresh mask ``M``
+per draw, the networks see ``[M~ w_t, M~]`` and are compared on ``M``; MRI draws fresh column masks,
+the networks see ``A~^H (M~ w_t)`` and are compared through ``A``.
 """
 from __future__ import annotations
 
@@ -24,108 +24,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hypir_kernels import bernoulli_mask, mri_adjoint, mri_column_mask, mri_forward, mri_further_mask
 from hypir_kernels.checks import check_int
-from hypir_kernels.operators import Blur, Downsample
 
 from ..config import to_dict
 from ..train import checkpoint
 from ..train.ema import EMA
-from ..train.trainer import derive_seed, make_accelerator
+from ..train.loop import derive_seed, make_accelerator
 from .config import DistillConfig, NetConfig, TaskConfig
-from .data import coil_maps
-from .loop import RunLoop
-from .objectives import further_mask
-from .pretrain import observations, task_loss
+from .loop import RSDLoop
+from .pretrain import observations
 from .sid import fake_score_loss, generator_loss
-from .teacher import (PRECONDITIONING, build_denoiser, cond_channels, denoise_fixed, fixed_conditioning, load_described,
-                      load_teacher, read_description, write_described)
-
-
-def _randn(shape, generator, dtype, device) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
-
-
-class ImageView:
-    """Clean, blur, super-resolution and inpainting in image space (``x [B, C, S, S]``)."""
-
-    def __init__(self, task: TaskConfig):
-        self.task, self.sigma_n = task, task.sigma_n
-
-    def observe(self, x, seed):
-        t = self.task
-        if t.kind == "blur":
-            return Blur(t.blur_sigma, kernel_size=t.blur_size).A(x), None
-        if t.kind == "sr":
-            down = Downsample(t.sr_factor)
-            return down.A_adjoint(down.A(x)) * t.sr_factor**2, None
-        if t.kind == "inpainting":
-            mask = bernoulli_mask((x.shape[0], 1, *x.shape[-2:]), t.keep, seed, dtype=x.dtype, device=x.device)
-            return mask * x, (mask, further_mask(mask, t.delta, derive_seed(seed, 1)))
-        return x, None
-
-    def noisy(self, w, sigma, generator):
-        return w + sigma.view(-1, 1, 1, 1).to(w.dtype) * _randn(w.shape, generator, w.dtype, w.device)
-
-    def predict(self, model, w_t, sigma, ctx, seed):
-        if ctx is None:
-            return model(w_t, sigma)
-        mask, seen = ctx
-        return mask * model(seen * w_t, sigma, cond=seen, seen=seen)
-
-    def fake_loss(self, model, x, seed, generator):
-        w, ctx = self.observe(x, seed)
-        mask = None if ctx is None else ctx[0]
-        if self.sigma_n > 0:  # the data's noise, then the mask (as the dataset was made)
-            w = w + self.sigma_n * _randn(w.shape, generator, w.dtype, w.device)
-            if mask is not None:
-                w = w * mask
-        return task_loss(model, self.task, w, mask, None, generator, derive_seed(seed, 2))
-
-
-class MRIView:
-    """Multi-coil MRI: generator samples are 2-channel images ``[B, 2, S, S]`` (real, imaginary),
-    ``w`` the k-space ``[B, Nc, S, S]`` under fresh column masks."""
-
-    sigma_n = 0.0
-
-    def __init__(self, task: TaskConfig, size: int, device):
-        self.task, self.size = task, size
-        self.maps = coil_maps(task.coils, size).to(device)
-
-    def _masks(self, n, seed, device):
-        t = self.task
-        mask = mri_column_mask(n, self.size, t.acceleration, seed, center_fraction=t.center_fraction).to(device)
-        return mask, mri_further_mask(mask, t.remove, derive_seed(seed, 1), center_fraction=t.center_fraction)
-
-    def _maps(self, n):
-        return self.maps.expand(n, -1, -1, -1)
-
-    def observe(self, x, seed):
-        mask, further = self._masks(x.shape[0], seed, x.device)
-        xc = torch.view_as_complex(x.float().permute(0, 2, 3, 1).contiguous())
-        return mri_forward(xc, self._maps(x.shape[0]), mask), (mask, further)
-
-    def noisy(self, w, sigma, generator):
-        s = sigma.view(-1, 1, 1, 1).to(w.real.dtype)
-        e = torch.complex(_randn(w.shape, generator, w.real.dtype, w.device), _randn(w.shape, generator, w.real.dtype, w.device))
-        return w + s * e / 2**0.5
-
-    def predict(self, model, w_t, sigma, ctx, seed):
-        mask, further = ctx
-        n = w_t.shape[0]
-        seen = torch.view_as_real(mri_adjoint(w_t, self._maps(n), further)).permute(0, 3, 1, 2)
-        cond = further.to(seen.dtype).view(n, 1, 1, self.size).expand(n, 1, self.size, self.size)
-        d = model(seen.contiguous(), sigma, cond=cond)
-        return mri_forward(torch.view_as_complex(d.float().permute(0, 2, 3, 1).contiguous()), self._maps(n), mask)
-
-    def fake_loss(self, model, x, seed, generator):
-        w, (mask, _) = self.observe(x, seed)
-        return task_loss(model, self.task, w, mask, self.maps, generator, derive_seed(seed, 2))
-
-
-def make_view(task: TaskConfig, size: int, device="cpu"):
-    return MRIView(task, size, device) if task.kind == "mri" else ImageView(task)
+from .tasks import make_task
+from .teacher import PRECONDITIONING, build_denoiser, load_described, load_teacher, read_description, write_described
 
 
 class OneStepGenerator(nn.Module):
@@ -136,14 +46,15 @@ class OneStepGenerator(nn.Module):
     def __init__(self, denoiser: nn.Module, task: TaskConfig, size: int, sigma_init: float = 2.5, seed: int = 0):
         super().__init__()
         self.denoiser, self.task, self.sigma_init = denoiser, task, float(sigma_init)
+        self.physics = make_task(task)
         self.cond_names = []
-        for name, t in fixed_conditioning(task, 1, size, seed).items():
+        for name, t in self.physics.fixed_conditioning(1, size, seed).items():
             self.register_buffer(name, t)
             self.cond_names.append(name)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         cond = {name: getattr(self, name) for name in self.cond_names}
-        return denoise_fixed(self.denoiser, self.task, cond, self.sigma_init * z, self.sigma_init)
+        return self.physics.denoise_fixed(self.denoiser, cond, self.sigma_init * z, self.sigma_init)
 
 
 def save_student(gen: OneStepGenerator, path, net: NetConfig, image_channels: int, size: int, **info) -> Path:
@@ -158,7 +69,7 @@ def load_student(path) -> tuple[OneStepGenerator, dict]:
     meta = read_description(path, "hypir_rsd_student")
     if meta is None:
         raise ValueError(f"checkpoint: {str(path)!r} is not an RSD student (written by `hypir rsd distill`)")
-    denoiser = build_denoiser(meta["net"], meta["image_channels"], cond_channels(meta["task"]), meta["size"])
+    denoiser = build_denoiser(meta["net"], meta["image_channels"], make_task(meta["task"]).cond_channels, meta["size"])
     gen = OneStepGenerator(denoiser, meta["task"], meta["size"], meta["sigma_init"])
     load_described(path, gen)
     return gen.eval().requires_grad_(False), meta
@@ -182,7 +93,7 @@ def one_step_sample(gen: OneStepGenerator, shape, seed: int = 0, device="cpu", b
     return torch.cat([gen(z[i:i + batch].to(device)).float().cpu() for i in range(0, shape[0], batch)]).clamp(-1, 1)
 
 
-class Distiller(RunLoop):
+class Distiller(RSDLoop):
     """Build a phase-II run from a :class:`DistillConfig`; :meth:`train` runs it.
 
     ``on_eval(step, samples, proximal_fid)`` (optional) is called at every selection step with the
@@ -209,7 +120,7 @@ class Distiller(RunLoop):
         opt_g = torch.optim.Adam(gen.parameters(), lr=o.lr, betas=o.betas)
         opt_f = torch.optim.Adam(fake.parameters(), lr=o.fake_lr, betas=o.betas)
         self.gen, self.fake, self.opt_g, self.opt_f = acc.prepare(gen, fake, opt_g, opt_f)
-        self.view = make_view(self.task, self.size, self.device)
+        self.view = make_task(self.task)
         self.named_g = dict(self._gen.named_parameters())
         self.named_f = dict(self._fake.named_parameters())
         self.ema = EMA(self.named_g, cfg.run.ema) if cfg.run.ema > 0 else None
@@ -238,7 +149,7 @@ class Distiller(RunLoop):
 
     def _z(self, g) -> torch.Tensor:
         b = self.cfg.optim.batch_size
-        return _randn((b, self.image_channels, self.size, self.size), g, torch.float32, self.device)
+        return torch.randn((b, self.image_channels, self.size, self.size), generator=g, dtype=torch.float32).to(self.device)
 
     def _clip(self, model) -> float:
         clip = self.cfg.optim.grad_clip
@@ -299,6 +210,9 @@ class Distiller(RunLoop):
     def after_step(self, logs: dict) -> None:
         if self.features is not None and (self.step % self.cfg.select.every == 0 or self.step == self.cfg.run.steps):
             logs.update(self.evaluate())
+
+    def must_log(self, logs: dict) -> bool:
+        return "proximal_fid" in logs  # every selection step is on record
 
     def save(self) -> Path | None:
         self.acc.wait_for_everyone()

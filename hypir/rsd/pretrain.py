@@ -1,9 +1,10 @@
 """RSD phase I: pretrain a teacher diffusion model on corrupted observations only (paper §3,
 Appendix E). ``hypir rsd pretrain --config FILE``.
 
-The clean images are corrupted once (:func:`hypir.rsd.data.corrupt`) and dropped; the objective
-follows the task: EDM's loss on ``y`` (blur, super-resolution, clean reference), Ambient Tweedie
-when ``sigma_n > 0``, Ambient Diffusion for inpainting. Distribution through ``accelerate`` (each
+The clean images are corrupted once (:meth:`hypir.rsd.tasks.Task.dataset`) and dropped; the
+objective is the task's (:meth:`hypir.rsd.tasks.Task.loss`): EDM's loss on ``y`` (blur,
+super-resolution, clean reference), Ambient Tweedie when ``sigma_n > 0``, Ambient Diffusion for
+inpainting, Fourier-space ambient for MRI. Distribution through ``accelerate`` (each
 process takes its slice of the step's global batch), AdamW with warm-up, gradient clipping, EMA,
 checkpoints through :mod:`hypir.train.checkpoint` (atomic, keep-last-N, resumable bit for bit:
 every draw comes from ``(run.seed, step, process)``), sample grids, and a one-file export.
@@ -14,17 +15,15 @@ from pathlib import Path
 
 import torch
 
-from hypir_kernels import mri_further_mask
-
 from ..config import to_dict
 from ..train import checkpoint
 from ..train.ema import EMA
-from ..train.trainer import derive_seed, make_accelerator
+from ..train.loop import derive_seed, make_accelerator
 from .config import DataConfig, PretrainConfig, TaskConfig
-from .data import Observations, corrupt, digits, folder_images
-from .loop import RunLoop
-from .objectives import ambient_inpainting_loss, ambient_tweedie_loss, fourier_ambient_loss, standard_loss
-from .teacher import build_denoiser, cond_channels, image_channels, sample, save_teacher
+from .data import Observations, digits, folder_images
+from .loop import RSDLoop
+from .tasks import make_task
+from .teacher import build_denoiser, sample, save_teacher
 
 
 def clean_images(data: DataConfig) -> torch.Tensor:
@@ -35,31 +34,10 @@ def clean_images(data: DataConfig) -> torch.Tensor:
 
 def observations(data: DataConfig, task: TaskConfig) -> Observations:
     """The fixed corrupted training set of a phase-I (and phase-II) run."""
-    t = task
-    x = clean_images(data)
-    if t.kind == "clean":
-        return Observations(x, None, "clean", 0.0)
-    return corrupt(x, t.kind, t.sigma_n, seed=t.seed, keep=t.keep, blur_sigma=t.blur_sigma, blur_size=t.blur_size,
-                   sr_factor=t.sr_factor, acceleration=t.acceleration, coils=t.coils,
-                   center_fraction=t.center_fraction)
+    return make_task(task).dataset(clean_images(data))
 
 
-def task_loss(model, task: TaskConfig, y: torch.Tensor, mask: torch.Tensor | None, maps: torch.Tensor | None,
-              generator: torch.Generator, seed: int) -> torch.Tensor:
-    """The phase-I objective of ``task`` on observations ``y`` (``[B]``): Fourier-space ambient (MRI,
-    k-space ``y`` with column ``mask`` and coil ``maps``), Ambient inpainting, Ambient Tweedie
-    (``sigma_n > 0``) or EDM's standard loss. ``seed`` draws the further masks."""
-    if task.kind == "mri":
-        further = mri_further_mask(mask, task.remove, seed, center_fraction=task.center_fraction)
-        return fourier_ambient_loss(model, y, maps.expand(y.shape[0], -1, -1, -1), mask, further, generator)
-    if task.kind == "inpainting":
-        return ambient_inpainting_loss(model, y, mask, task.delta, seed, generator, sigma_n=task.sigma_n)
-    if task.sigma_n > 0:
-        return ambient_tweedie_loss(model, y, task.sigma_n, generator)
-    return standard_loss(model, y, generator)
-
-
-class Pretrainer(RunLoop):
+class Pretrainer(RSDLoop):
     """Build a phase-I run from a :class:`PretrainConfig`; :meth:`train` runs it."""
 
     def __init__(self, config: PretrainConfig, accelerator=None, progress: bool = True):
@@ -70,9 +48,10 @@ class Pretrainer(RunLoop):
         self.progress = progress
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
+        self.task = make_task(cfg.task)
         self.data = observations(cfg.data, cfg.task)  # corrupted once; no clean image is kept
-        self.image_channels = image_channels(cfg.task, self.data.y.shape[1])
-        model = build_denoiser(cfg.net, self.image_channels, cond_channels(cfg.task), cfg.data.size,
+        self.image_channels = self.task.image_channels(self.data.y.shape[1])
+        model = build_denoiser(cfg.net, self.image_channels, self.task.cond_channels, cfg.data.size,
                                seed=derive_seed(cfg.run.seed, 1))
         if cfg.run.compile:
             model.net.compile()  # in place: parameter names, checkpoints and exports are unchanged
@@ -104,8 +83,7 @@ class Pretrainer(RunLoop):
         self.model.train()
         with acc.autocast():
             maps = self.data.maps.to(self.device) if self.data.maps is not None else None
-            loss = task_loss(self.model, self.cfg.task, y, mask, maps, torch.Generator().manual_seed(seed),
-                             derive_seed(seed, 1)).mean()
+            loss = self.task.loss(self.model, y, mask, maps, torch.Generator().manual_seed(seed), derive_seed(seed, 1)).mean()
         acc.backward(loss)
         gnorm = (float(acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
                  if self.cfg.optim.grad_clip > 0 else float("nan"))

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-from hypir_kernels import bernoulli_mask
-
 from ..files import FileFormatError, check_keys, read_state_dict, safetensors_metadata, save_tensors
 from .config import NetConfig, TaskConfig
 from .edm import EDMPrecond, ambient_tweedie_sample, heun_sample
+from .tasks import Task, make_task
 
 
 def build_denoiser(net: NetConfig, image_channels: int, cond_channels: int, size: int, seed: int = 0) -> EDMPrecond:
@@ -40,15 +39,6 @@ def build_denoiser(net: NetConfig, image_channels: int, cond_channels: int, size
                        down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=8,
                        dropout=net.dropout, attention_head_dim=8)
     return EDMPrecond(unet)
-
-
-def cond_channels(task: TaskConfig) -> int:
-    return 1 if task.kind in ("inpainting", "mri") else 0
-
-
-def image_channels(task: TaskConfig, data_channels: int) -> int:
-    """The network's image channels: 2 (real, imaginary) for MRI, else the data's."""
-    return 2 if task.kind == "mri" else data_channels
 
 
 def displayable(x: torch.Tensor) -> torch.Tensor:
@@ -106,60 +96,26 @@ def load_teacher(path: str | os.PathLike) -> tuple[EDMPrecond, dict]:
     meta = read_description(path, "hypir_rsd_teacher")
     if meta is None:
         raise ValueError(f"checkpoint: {str(path)!r} is not an RSD teacher (written by `hypir rsd pretrain`)")
-    if meta["task"].kind == "inpainting" and meta.get("preconditioning") != PRECONDITIONING:
+    task = make_task(meta["task"])
+    if task.masked_pixels and meta.get("preconditioning") != PRECONDITIONING:
         raise ValueError(f"checkpoint: {str(path)!r} is an inpainting teacher from before the masked preconditioning "
                          "(its samples collapse to the masked input); retrain it with `hypir rsd pretrain`")
-    model = build_denoiser(meta["net"], meta["image_channels"], cond_channels(meta["task"]), meta["size"])
+    model = build_denoiser(meta["net"], meta["image_channels"], task.cond_channels, meta["size"])
     load_described(path, model)
     return model.eval().requires_grad_(False), meta
 
 
-def fixed_conditioning(task: TaskConfig, n: int, size: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:
-    """The fixed further masks a sampler calls a masked teacher with, drawn once from the training
-    distribution: inpainting ``{"seen": [n, 1, S, S]}`` (keep x (1 - delta)); MRI ``{"maps": [Nc, S, S],
-    "further": [n, S]}`` (a column mask with one more removal); other tasks need none."""
-    if task.kind == "inpainting":
-        return {"seen": bernoulli_mask((n, 1, size, size), task.keep * (1 - task.delta), seed, device=device)}
-    if task.kind == "mri":
-        from hypir_kernels import mri_column_mask, mri_further_mask
-
-        from .data import coil_maps
-
-        mask = mri_column_mask(n, size, task.acceleration, seed, center_fraction=task.center_fraction)
-        further = mri_further_mask(mask, task.remove, seed + 1, center_fraction=task.center_fraction)
-        return {"maps": coil_maps(task.coils, size).to(device), "further": further.to(device)}
-    return {}
-
-
-def denoise_fixed(model, task: TaskConfig, cond: dict[str, torch.Tensor], x: torch.Tensor, sigma) -> torch.Tensor:
-    """``model``'s estimate of the clean ``x [B, C, S, S]`` at noise ``sigma``, seen through the fixed
-    masks of :func:`fixed_conditioning` (a batch of 1 is broadcast): the inpainting teacher gets
-    ``[M~ x, M~]``, the MRI teacher ``A~^H A~ x`` and ``M~`` (our choice; the paper does not spell its
-    sampler out)."""
-    n = x.shape[0]
-    if task.kind == "inpainting":
-        seen = cond["seen"].expand(n, -1, -1, -1).to(x.dtype)
-        return model(seen * x, sigma, cond=seen, seen=seen)
-    if task.kind == "mri":
-        from hypir_kernels import mri_normal
-
-        size = x.shape[-1]
-        maps = cond["maps"].expand(n, -1, -1, -1)
-        further = cond["further"].expand(n, -1).contiguous()
-        seen = mri_normal(x.float().contiguous(), maps, further).to(x.dtype)  # real view [n, 2, S, S]
-        return model(seen, sigma, cond=further.to(x.dtype).view(n, 1, 1, size).expand(n, 1, size, size))
-    return model(x, sigma)
-
-
 @torch.no_grad()
-def sample(model: EDMPrecond, task: TaskConfig, shape: tuple[int, int, int, int], seed: int = 0, steps: int = 18,
+def sample(model: EDMPrecond, task: TaskConfig | Task, shape: tuple[int, int, int, int], seed: int = 0, steps: int = 18,
            device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
-    """``shape = (N, C, S, S)`` samples in [-1, 1] (see the module doc for the sampler used)."""
+    """``shape = (N, C, S, S)`` samples in [-1, 1] (see the module doc for the sampler used); a
+    masked teacher sees them through the task's fixed masks (:meth:`Task.denoise_fixed`)."""
+    task = make_task(task)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    cond = fixed_conditioning(task, shape[0], shape[-1], seed + 1, device)
+    cond = task.fixed_conditioning(shape[0], shape[-1], seed + 1, device)
 
     def denoise(x, sigma):
-        return denoise_fixed(model, task, cond, x, sigma)
+        return task.denoise_fixed(model, cond, x, sigma)
 
     if task.sigma_n > 0:
         out = ambient_tweedie_sample(denoise, noise, task.sigma_n, steps=steps)

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -36,93 +34,18 @@ from ..data.pool import PairPool
 from ..data.realesrgan import degrade
 from ..models import lora as hypir_lora
 from ..models.onestep import OneStep
-from ..models.sd2 import ENCODER_PREFIXES, load_encoder, save_encoder
+from ..models.sd2 import ENCODER_PREFIXES, EncodeDecode, load_encoder, save_encoder
 from ..models.texture import attach_texture_embedding, has_texture_embedding, texture_richness
 from . import checkpoint
 from .config import TrainConfig
 from .discriminator import Discriminator, update_spectral_norms
 from .ema import EMA
 from .losses import LPIPS, discriminator_loss, generator_loss
-from .interrupt import Interrupted, stop_on_signals
+from .batches import MicroBatches, Positions
+from .loop import TrainLoop, derive_seed, make_accelerator
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (run seed, step, micro-batch, ...)."""
-    s = 0
-    for p in parts:
-        s = (s * 1_000_003 + int(p)) * 1_000_033 % (1 << 63)
-    return s
-
-
-def make_accelerator(mixed_precision: str, accelerator=None):
-    """``accelerator`` as given, or an ``accelerate.Accelerator`` with ``mixed_precision``
-    (``auto``: bf16 on CUDA, none on the CPU); shared by the HYPIR and RSD trainers."""
-    if accelerator is not None:
-        return accelerator
-    from accelerate import Accelerator
-
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
-    return Accelerator(mixed_precision=mixed_precision)
-
-
-class _Positions(torch.utils.data.Dataset):
-    """Global sample position ``p`` -> item ``perm_e[p mod N]`` of epoch ``e = p // N`` (a seeded
-    permutation per epoch), with that epoch's crop and flip."""
-
-    def __init__(self, base, seed: int):
-        self.base, self.seed = base, seed
-        self._perm: tuple[int, torch.Tensor] | None = None
-
-    def __len__(self) -> int:
-        return 1 << 62
-
-    def __getitem__(self, position: int) -> dict:
-        n = len(self.base)
-        epoch, i = divmod(position, n)
-        if self._perm is None or self._perm[0] != epoch:
-            g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-            self._perm = (epoch, torch.randperm(n, generator=g))
-        return self.base.sample(int(self._perm[1][i]), epoch)
-
-
-class _MicroBatches(torch.utils.data.Sampler):
-    """Positions of this process's micro-batches, step by step from ``start``."""
-
-    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, accumulation: int, groups: int = 1):
-        self.start, self.steps, self.batch = start, steps, batch
-        self.rank, self.world, self.acc, self.groups = rank, world, accumulation, groups
-
-    def __len__(self) -> int:
-        return (self.steps - self.start) * self.acc * self.groups
-
-    def __iter__(self):
-        per_group = self.batch * self.world * self.acc  # one global batch
-        for step in range(self.start, self.steps):
-            for group in range(self.groups):  # released schedule: the generator's, then the discriminator's
-                for j in range(self.acc):
-                    first = (step * self.groups + group) * per_group + (self.rank * self.acc + j) * self.batch
-                    yield list(range(first, first + self.batch))
-
-
-class EncodeDecode(torch.nn.Module):
-    """Stage 1's network ``D(E(x))`` on images in [-1, 1]: the VAE's posterior mean, or a sample
-    drawn from ``seed``, decoded."""
-
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
-        dist = self.vae.encode(x).latent_dist
-        if seed is None:
-            z = dist.mode()
-        else:
-            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(seed)).to(dist.mean)
-        return self.vae.decode(z).sample
-
-
-class HypirTrainer:
+class HypirTrainer(TrainLoop):
     """Build everything a run needs from a :class:`TrainConfig`; :meth:`train` runs it.
 
     Args:
@@ -160,7 +83,6 @@ class HypirTrainer:
         self.dataset = self._dataset()
         self.step = 0
         self._text_cache: dict[str, torch.Tensor] = {}
-        self._writer = None
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -270,9 +192,9 @@ class HypirTrainer:
 
     def _loader(self, start: int):
         d = self.cfg.data
-        sampler = _MicroBatches(start, self.cfg.run.steps, d.batch_size, self.acc.process_index,
+        sampler = MicroBatches(start, self.cfg.run.steps, d.batch_size, self.acc.process_index,
                                 self.acc.num_processes, d.accumulation, self.batches_per_step)
-        return torch.utils.data.DataLoader(_Positions(self.dataset, self.cfg.run.seed), batch_sampler=sampler,
+        return torch.utils.data.DataLoader(Positions(self.dataset, self.cfg.run.seed), batch_sampler=sampler,
                                            num_workers=d.workers, persistent_workers=d.workers > 0)
 
     # ---- the model ----------------------------------------------------------------------------
@@ -431,91 +353,36 @@ class HypirTrainer:
 
     # ---- the run --------------------------------------------------------------------------------
 
-    def train(self, resume: str | None = None, on_step=None) -> Path:
-        """Run to ``run.steps`` (resuming from ``resume``: a checkpoint directory or "auto"), save the
-        final checkpoint and export the released-format weights; returns the export's path.
-        ``on_step(step, logs)``, when given, is called after every step (evaluation hooks)."""
-        from tqdm.auto import tqdm
+    desc = "hypir train"
 
-        if resume is not None:
-            path = checkpoint.resolve(resume, self.out / "checkpoints")
-            if path is not None:
-                self.load(path)
-            if self.acc.is_main_process:
-                checkpoint.trim_log(self.out / "log.jsonl", self.step)
-        cfg, acc = self.cfg, self.acc
-        total = cfg.run.steps
-        global_batch = cfg.data.batch_size * acc.num_processes * cfg.data.accumulation * self.batches_per_step
-        it = iter(self._loader(self.step))
-        bar = tqdm(total=total, initial=self.step, desc="hypir train", unit="step",
-                   disable=not (self.progress and acc.is_main_process))
-        log_path = self.out / "log.jsonl"
-        start = time.perf_counter()
-        done = 0
-        with stop_on_signals() as stop:
-            while self.step < total:
-                micro = [next(it) for _ in range(cfg.data.accumulation * self.batches_per_step)]
-                logs = self.train_step(self.step, micro)
-                self.step += 1
-                done += 1
-                rate = done * global_batch / (time.perf_counter() - start)
-                bar.update(1)
-                shown = {"g": logs["loss_g"], "d": logs.get("loss_d")}
-                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, img_s=f"{rate:.2f}")
-                if acc.is_main_process and (self.step % max(cfg.run.log_every, 1) == 0 or self.step == total):
-                    self._log(log_path, {"step": self.step, **logs, "images_per_s": rate})
-                if cfg.run.sample_every and self.step % cfg.run.sample_every == 0:
-                    self.write_samples(micro[0])
-                just_saved = bool(cfg.run.checkpoint_every) and self.step % cfg.run.checkpoint_every == 0 and self.step < total
-                if just_saved:
-                    self.save()
-                if on_step is not None:
-                    on_step(self.step, logs)
-                if self.step < total and (signum := stop.requested(acc)):
-                    bar.close()
-                    # the step's checkpoint is not written twice: re-writing it is the one moment a kill
-                    # could leave none
-                    saved = checkpoint.step_dir(self.out / "checkpoints", self.step) if just_saved else self.save()
-                    raise Interrupted(signum, self.step, saved)
-        bar.close()
-        self.save()
-        return self.export()
+    @property
+    def images_per_step(self) -> int:
+        d = self.cfg.data
+        return d.batch_size * self.acc.num_processes * d.accumulation * self.batches_per_step
 
-    def _log(self, path: Path, record: dict) -> None:
-        with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.cfg.run.tensorboard:
-            if self._writer is None:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError:
-                    self._writer = False
-                else:
-                    self._writer = SummaryWriter(str(self.out / "tensorboard"))
-            if self._writer:
-                for k, v in record.items():
-                    if k != "step":
-                        self._writer.add_scalar(k, v, record["step"])
+    def start(self) -> None:
+        self._batches = iter(self._loader(self.step))
+
+    def run_step(self) -> dict[str, float]:
+        """:meth:`train_step` on this process's next micro-batches."""
+        self._micro = [next(self._batches) for _ in range(self.cfg.data.accumulation * self.batches_per_step)]
+        return self.train_step(self.step, self._micro)
+
+    def postfix(self, logs: dict) -> dict[str, str]:
+        shown = {"g": logs["loss_g"], "d": logs.get("loss_d")}
+        return {k: f"{v:.3f}" for k, v in shown.items() if v is not None}
 
     @torch.no_grad()
-    def write_samples(self, batch: dict) -> Path | None:
-        """A PNG grid (rows: degraded input, output, target) of a micro-batch, in ``samples/``
-        (stage 1: the output is ``D(E(input))``)."""
-        lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch, pool=False)
+    def sample_grid(self, batch: dict | None = None) -> torch.Tensor:
+        """``[3, H, W]`` in [0, 1], rows: degraded input, output, target of a micro-batch (the last
+        step's first by default; stage 1: the output is ``D(E(input))``)."""
+        lq, target, prompts, richness, seed = self._prepare_micro(self.step, 0, batch or self._micro[0], pool=False)
         with self.acc.autocast():
             if self.cfg.stage == "encoder":
                 x = (self._net(lq * 2 - 1).float() + 1) / 2
             else:
                 x = (self.generate(lq, prompts, richness, seed, unet=self._net).float() + 1) / 2
-        if not self.acc.is_main_process:
-            return None
-        from ..data.io import write_image
-
-        grid = torch.cat([torch.cat(list(t.clamp(0, 1)), dim=2) for t in (lq, x, target)], dim=1)
-        path = self.out / "samples" / f"step-{self.step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, grid.cpu())
-        return path
+        return torch.cat([torch.cat(list(t.clamp(0, 1)), dim=2) for t in (lq, x, target)], dim=1)
 
     # ---- checkpoints ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from PIL import Image
 from hypir import Restorer
 from hypir.models import lora as hypir_lora
 from hypir.models.sd2 import load_components
-from hypir.pipelines.restorer import PRESETS
+from hypir.pipelines.presets import PRESETS
 
 from released_enhancer import enhance  # tests/hypir is on sys.path (pytest rootdir-less import)
 from released_expected import STORED, case_image as _image, case_key, model_checksum
@@ -122,7 +122,8 @@ def test_each_released_step_matters(released, official, flip):
 
 
 def test_bad_preset_names_itself(model_dir):
-    from hypir.pipelines.restorer import get_preset, to_uint8
+    from hypir.pipelines.presets import get_preset
+    from hypir.pipelines.restorer import to_uint8
 
     with pytest.raises(ValueError, match="preset"):
         Restorer.from_pretrained(model_dir, None, device="cpu", preset="official")

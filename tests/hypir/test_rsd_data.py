@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from hypir_kernels.operators import Blur
-from hypir.rsd.data import corrupt, digits
+from hypir.rsd.data import digits
+from hypir.rsd.tasks import corrupt
 
 
 def test_digits_splits_are_disjoint_and_scaled():

@@ -9,9 +9,9 @@ import torch
 
 from hypir.cli import main
 from hypir.rsd.config import TaskConfig, load_distill_config, load_pretrain_config
-from hypir.rsd.distill import Distiller, ImageView, MRIView, is_student, load_student, one_step_sample
+from hypir.rsd.distill import Distiller, is_student, load_student, one_step_sample
 from hypir.rsd.pretrain import Pretrainer
-from hypir.rsd.teacher import denoise_fixed, load_teacher
+from hypir.rsd.tasks import make_task
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -45,7 +45,7 @@ def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, ta
     z = torch.randn(2, d.image_channels, 16, 16, generator=torch.Generator().manual_seed(0))
     cond = {n: getattr(d._gen, n) for n in d._gen.cond_names}
     with torch.no_grad():
-        want = denoise_fixed(d.teacher, d.task, cond, 2.5 * z, 2.5)
+        want = make_task(d.task).denoise_fixed(d.teacher, cond, 2.5 * z, 2.5)
         torch.testing.assert_close(d._gen(z), want)
     g0 = {k: p.detach().clone() for k, p in d.named_g.items()}
     f0 = {k: p.detach().clone() for k, p in d.named_f.items()}
@@ -73,17 +73,15 @@ def test_each_task_distils_and_exports_a_one_step_student(tmp_path, teachers, ta
 def test_noisy_teachers_distil_with_the_datas_noise_in_the_fake_step(tmp_path, teachers, task, monkeypatch, capsys):
     """sigma_n = 0.2: the fake score learns from A(G(z)) + sigma_n e (masked after the noise, as the
     data was made), and the student carries the noisy task."""
-    import hypir.rsd.distill as distill
-
-    seen = []
-    real_loss = distill.task_loss
-
-    def recording(model, t, w, mask, *rest):
-        seen.append((w.detach().clone(), None if mask is None else mask.clone()))
-        return real_loss(model, t, w, mask, *rest)
-
-    monkeypatch.setattr(distill, "task_loss", recording)
     d = Distiller(tiny(teachers[task], tmp_path / task), progress=False)
+    seen = []
+    real_loss = d.view.loss
+
+    def recording(model, w, mask, *rest):
+        seen.append((w.detach().clone(), None if mask is None else mask.clone()))
+        return real_loss(model, w, mask, *rest)
+
+    monkeypatch.setattr(d.view, "loss", recording)
     assert d.task.sigma_n == 0.2
     x = d._gen(torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))).detach()
     d.view.fake_loss(d.fake, x, 5, torch.Generator().manual_seed(1))
@@ -136,7 +134,7 @@ def test_proximal_fid_selection_exports_the_best_step(tmp_path, teachers, task):
 
 def test_image_views_corrupt_differentiably_and_score_only_observed_pixels():
     task = TaskConfig(kind="inpainting", keep=0.3)
-    view = ImageView(task)
+    view = make_task(task)
     x = torch.randn(2, 1, 8, 8, requires_grad=True)
     w, (mask, seen) = view.observe(x, seed=5)
     assert torch.equal(w, mask * x) and bool((seen <= mask).all()) and 0 < float(mask.mean()) < 0.6
@@ -153,7 +151,7 @@ def test_image_views_corrupt_differentiably_and_score_only_observed_pixels():
     assert torch.equal(out, mask.expand_as(out))  # compared on M only
     assert torch.equal(probe.args[0] * (1 - seen), torch.zeros_like(probe.args[0]))  # sees only M~ w_t
     assert torch.equal(probe.args[1], seen) and torch.equal(probe.args[2], seen)
-    blur = ImageView(TaskConfig(kind="blur"))
+    blur = make_task(TaskConfig(kind="blur"))
     xb = torch.randn(1, 1, 12, 12, requires_grad=True)
     wb, _ = blur.observe(xb, 0)
     (wb * torch.randn_like(wb)).sum().backward()
@@ -162,7 +160,7 @@ def test_image_views_corrupt_differentiably_and_score_only_observed_pixels():
 
 def test_mri_view_compares_through_the_operator():
     task = TaskConfig(kind="mri", coils=3, acceleration=4, center_fraction=0.125)
-    view = MRIView(task, 16, "cpu")
+    view = make_task(task)
     x = torch.randn(2, 2, 16, 16, requires_grad=True)
     w, (mask, further) = view.observe(x, seed=3)
     assert w.shape == (2, 3, 16, 16) and w.is_complex()
@@ -179,7 +177,7 @@ def test_mri_view_compares_through_the_operator():
     # an identity "denoiser" sees A~^H(M~ w_t); its prediction is mapped through A (the data's mask M)
     from hypir_kernels import mri_adjoint, mri_forward
 
-    maps = view.maps.expand(2, -1, -1, -1)
+    maps = view.maps(16).expand(2, -1, -1, -1)
     pred = view.predict(Identity(), w.detach(), torch.ones(2), (mask, further), 0)
     torch.testing.assert_close(pred, mri_forward(mri_adjoint(w.detach(), maps, further), maps, mask))
     # what the further mask removed is not read: changing those columns changes nothing

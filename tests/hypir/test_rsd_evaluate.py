@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from hypir.rsd.config import TaskConfig
-from hypir.rsd.data import corrupt, digits
+from hypir.rsd.data import digits
+from hypir.rsd.tasks import corrupt
 from hypir.rsd.evaluate import data_view, observe, proximal_fid
 
 
@@ -30,12 +31,12 @@ def test_observe_draws_fresh_masks():
 
 
 def test_mri_samples_are_scored_by_magnitude_and_zero_filled_reconstructions(digit_features):
-    from hypir.rsd.data import complex_images, corrupt_mri
+    from hypir.rsd.data import complex_images
     from hypir.rsd.evaluate import fid_view
 
     net, _ = digit_features
     task = TaskConfig(kind="mri", acceleration=4, coils=4)
-    data = corrupt_mri(digits(16, "train")[0][:1000], 4, seed=0, coils=4)
+    data = corrupt(digits(16, "train")[0][:1000], "mri", acceleration=4, seed=0, coils=4)
     held = digits(16, "heldout")[0]
     as_samples = torch.view_as_real(complex_images(held, seed=5)).permute(0, 3, 1, 2)  # [N, 2, S, S]
     torch.testing.assert_close(fid_view(as_samples), held, atol=1e-5, rtol=0)  # magnitude, digits' scale

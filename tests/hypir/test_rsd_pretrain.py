@@ -75,12 +75,12 @@ def test_resume_continues_bit_for_bit(tmp_path):
 
 
 def test_noisy_data_uses_the_ambient_tweedie_objective_and_sampler(tmp_path, monkeypatch):
-    import hypir.rsd.pretrain as pretrain
+    import hypir.rsd.tasks as tasks
     import hypir.rsd.teacher as teacher
 
     calls = []
-    real = pretrain.ambient_tweedie_loss
-    monkeypatch.setattr(pretrain, "ambient_tweedie_loss", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = tasks.ambient_tweedie_loss
+    monkeypatch.setattr(tasks, "ambient_tweedie_loss", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     trainer = Pretrainer(tiny("blur", tmp_path, **{"task.sigma_n": 0.2, "run.steps": 1}), progress=False)
     trainer.train()
     assert calls == [0.2]

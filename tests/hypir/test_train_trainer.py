@@ -216,10 +216,10 @@ def test_schedule_decides_what_the_discriminator_sees(tmp_path, schedule):
 
 
 def test_micro_batches_cover_each_global_batch_once_in_any_layout():
-    from hypir.train.trainer import _MicroBatches
+    from hypir.train.batches import MicroBatches
 
     def positions(world, acc, groups):
-        per_rank = [list(_MicroBatches(0, 2, 2, r, world, acc, groups)) for r in range(world)]
+        per_rank = [list(MicroBatches(0, 2, 2, r, world, acc, groups)) for r in range(world)]
         steps = []
         for s in range(2):
             for g in range(groups):
