@@ -3,9 +3,10 @@ released LoRA (rank 256, 13 targets): ours vs the released-style loop (see :mod:
 
     pytest benchmarks/test_restore.py --benchmark-only
 
-Group ``hypir_restore_cpu``: ``released`` (peft unmerged, 512/256 px + 64/32 latent tiles one at a
-time, accumulate-with-count), ``ours_same_plan`` (the Restorer with that plan), ``ours_auto``
-(``tile="auto"``). The ``gpu`` group runs SD2.1's real widths in bf16 (random weights).
+Group ``hypir_restore_cpu``: ``released`` (the released preset: peft unmerged, 512/256 px + 64/32
+latent tiles one at a time), ``ours_same_plan`` (the Restorer with that plan), ``ours_auto``
+(``tile="auto"``), each in fp32 and bf16 (``released_bf16``: the release's path in bf16, stock
+diffusers). The ``gpu`` group runs SD2.1's real widths in bf16 (random weights).
 """
 import pytest
 import torch
@@ -13,17 +14,18 @@ import torch
 from hypir.bench import restore as bench
 
 
+CPU_CASES = [f"{case}_{dtype}" for dtype in ("fp32", "bf16") for case in ("released", "ours_same_plan", "ours_auto")]
+
+
 @pytest.fixture(scope="module")
 def setup():
-    ours, released = bench.make_restorers()
-    image = bench.make_image()
-    runs = bench.cases(ours, released, image)
+    runs, _ = bench.cpu_cases(bench.make_image())
     for fn in runs.values():  # warm every case (and the auto plan's memory probes) before timing
         fn()
     return runs
 
 
-@pytest.mark.parametrize("case", ["released", "ours_same_plan", "ours_auto"])
+@pytest.mark.parametrize("case", CPU_CASES)
 def test_restore_cpu(benchmark, setup, case):
     benchmark.group = "hypir_restore_cpu"
     out = benchmark.pedantic(setup[case], rounds=3, warmup_rounds=0)

@@ -13,7 +13,7 @@ PREDICTIONS = ("epsilon", "v_prediction")
 
 
 class OneStep:
-    """``z [B, 4, h, w]`` latents -> ``x0 [B, 4, h, w]``.
+    """``z [B, 4, h, w]`` latents -> ``x0 [B, 4, h, w]`` in z's dtype (the formula in fp32).
 
     Args:
         scheduler: the SD2 DDPM scheduler (its ``alphas_cumprod`` and ``prediction_type``).
@@ -41,6 +41,6 @@ class OneStep:
         labels = texture.expand(n) if texture is not None else None
         out = unet(z, t, encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels).sample
         a, b = self.sqrt_abar, self.sqrt_1m_abar
-        if self.prediction == "epsilon":
-            return (z - b * out) / a
-        return a * z - b * out
+        zf, outf = z.float(), out.float()  # in fp32 whatever the run dtype (a no-op in fp32 runs)
+        x0 = (zf - b * outf) / a if self.prediction == "epsilon" else a * zf - b * outf
+        return x0.to(z.dtype)

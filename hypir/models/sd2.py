@@ -169,3 +169,33 @@ class EncodeDecode(torch.nn.Module):
         else:
             z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(seed)).to(dist.mean)
         return self.vae.decode(z).sample
+
+
+def _continuous_output_channels_last(self, hidden_states, residual, batch_size, height, width, inner_dim):
+    """diffusers' ``Transformer2DModel._get_output_for_continuous_inputs`` without its
+    ``.contiguous()``: the ``[B, H, W, C] -> [B, C, H, W]`` permutation is already a channels-last
+    view, so the block hands channels-last on (diffusers copies it to NCHW, and every resnet and
+    up-block after an attention block then ran NCHW)."""
+    if not self.use_linear_projection:
+        hidden_states = self.proj_out(hidden_states.reshape(batch_size, height, width, inner_dim).permute(0, 3, 1, 2))
+    else:
+        hidden_states = self.proj_out(hidden_states).reshape(batch_size, height, width, inner_dim).permute(0, 3, 1, 2)
+    return hidden_states + residual
+
+
+def keep_channels_last(unet: torch.nn.Module) -> int:
+    """Make every continuous-input ``Transformer2DModel`` of ``unet`` return channels-last outputs
+    (same values; run the UNet with channels-last inputs and weights). Returns how many blocks were
+    changed; 0 when this diffusers version has no such method (the UNet then runs as before)."""
+    import types
+
+    from diffusers.models.transformers.transformer_2d import Transformer2DModel
+
+    if not hasattr(Transformer2DModel, "_get_output_for_continuous_inputs"):
+        return 0
+    n = 0
+    for m in unet.modules():
+        if isinstance(m, Transformer2DModel) and getattr(m, "is_input_continuous", False):
+            m._get_output_for_continuous_inputs = types.MethodType(_continuous_output_channels_last, m)
+            n += 1
+    return n

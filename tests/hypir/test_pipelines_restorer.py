@@ -190,3 +190,85 @@ def test_cuda_matches_cpu(model_dir, checkpoint):
     assert out.device.type == "cuda" and (out.cpu() - cpu).abs().max() < 1e-2
     gpu(x.cuda(), upscale=2, noise=0.3, seed=4)
     assert gpu.last.plans["unet"].tile is None
+
+
+def test_auto_dtype_on_the_cpu_is_bf16_where_the_cpu_has_it(monkeypatch):
+    """``dtype="auto"``: bf16 on CPUs with native bf16 (AVX512-BF16 / AMX), fp32 elsewhere, and
+    ``HYPIR_AUTO_CPU_DTYPE`` overrides the detection (the suite pins fp32 with it)."""
+    from hypir.pipelines import restorer as r
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(r.AUTO_CPU_DTYPE_ENV, raising=False)
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(r, "cpu_has_native_bf16", lambda native=native: native)
+        assert r.resolve_dtype("auto", cpu) == expected
+        assert r.resolve_dtype("fp32", cpu) == torch.float32  # an explicit dtype is kept
+    monkeypatch.setenv(r.AUTO_CPU_DTYPE_ENV, "bf16")
+    assert r.resolve_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setenv(r.AUTO_CPU_DTYPE_ENV, "fp16")
+    with pytest.raises(ValueError, match=r.AUTO_CPU_DTYPE_ENV):
+        r.resolve_dtype("auto", cpu)
+
+
+def test_native_bf16_detection_reads_the_cpu_flags():
+    import os
+
+    from hypir.pipelines.restorer import cpu_has_native_bf16
+
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = set(open("/proc/cpuinfo").read().split())
+    assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def test_one_step_formula_runs_in_fp32_for_bf16_runs():
+    """x0 = (z - sqrt(1 - abar) eps) / sqrt(abar) is taken in fp32 and rounded once to the run dtype."""
+    from types import SimpleNamespace
+
+    from hypir.models.onestep import OneStep
+
+    sched = SimpleNamespace(config=SimpleNamespace(num_train_timesteps=1000, prediction_type="epsilon"),
+                            alphas_cumprod=torch.linspace(0.99, 0.01, 1000))
+
+    class Eps(torch.nn.Module):
+        def forward(self, z, t, encoder_hidden_states=None, class_labels=None):
+            return SimpleNamespace(sample=(z * 0.7 + 0.3).to(z.dtype))
+
+    step = OneStep(sched, 200, 200)
+    z = torch.randn(2, 4, 8, 8).to(torch.bfloat16)
+    x0 = step(Eps(), z, torch.zeros(1, 77, 8))
+    eps = (z * 0.7 + 0.3).to(torch.bfloat16).float()
+    want = ((z.float() - step.sqrt_1m_abar * eps) / step.sqrt_abar).to(torch.bfloat16)
+    assert x0.dtype == torch.bfloat16 and torch.equal(x0, want)
+
+
+def test_the_default_preset_runs_channels_last_through_vae_and_unet(model_dir, checkpoint):
+    """No op hands a convolution or GroupNorm an NCHW tensor (diffusers' attention blocks copy to
+    NCHW; hypir.models.sd2.keep_channels_last keeps their outputs channels-last); the values equal
+    the unpatched UNet's up to convolution rounding."""
+    from hypir.models.sd2 import _continuous_output_channels_last
+
+    r = Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu")
+    x = _image(40, 40)
+    r(x, upscale=2)  # the memory probes (tiny inputs) first
+    formats = {}
+
+    def hook(name):
+        def record(module, args, output):
+            t = args[0]
+            if t.dim() == 4 and t.shape[1] > 1 and t.shape[2] * t.shape[3] > 1:
+                formats.setdefault(name, set()).add(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last))
+        return record
+
+    handles = [m.register_forward_hook(hook(f"{part}.{n}"))
+               for part in ("vae", "unet") for n, m in getattr(r.components, part).named_modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.GroupNorm))]
+    out = r(x, upscale=2)
+    for h in handles:
+        h.remove()
+    assert len(formats) > 100 and not [n for n, f in formats.items() if False in f]
+    blocks = [m for m in r.components.unet.modules() if "_get_output_for_continuous_inputs" in vars(m)]
+    assert blocks and all(m._get_output_for_continuous_inputs.__func__ is _continuous_output_channels_last for m in blocks)
+    for m in blocks:  # back to diffusers' own method: the same picture
+        del m._get_output_for_continuous_inputs
+    torch.testing.assert_close(r(x, upscale=2), out, rtol=0, atol=1e-4)  # conv rounding in NCHW vs NHWC
