@@ -284,7 +284,7 @@ def rsd_sample_main(args) -> int:
 
     from .data.io import image_grid, write_image
     from .files import atomic_write
-    from .pipelines.restorer import resolve_device
+    from .pipelines.devices import resolve_device
     from .rsd.distill import is_student, load_student, one_step_sample
     from .rsd.teacher import displayable, load_teacher, sample
 

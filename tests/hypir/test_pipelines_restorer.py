@@ -195,7 +195,7 @@ def test_cuda_matches_cpu(model_dir, checkpoint):
 def test_auto_dtype_on_the_cpu_is_bf16_where_the_cpu_has_it(monkeypatch):
     """``dtype="auto"``: bf16 on CPUs with native bf16 (AVX512-BF16 / AMX), fp32 elsewhere, and
     ``HYPIR_AUTO_CPU_DTYPE`` overrides the detection (the suite pins fp32 with it)."""
-    from hypir.pipelines import restorer as r
+    from hypir.pipelines import devices as r
 
     cpu = torch.device("cpu")
     monkeypatch.delenv(r.AUTO_CPU_DTYPE_ENV, raising=False)
@@ -213,7 +213,7 @@ def test_auto_dtype_on_the_cpu_is_bf16_where_the_cpu_has_it(monkeypatch):
 def test_native_bf16_detection_reads_the_cpu_flags():
     import os
 
-    from hypir.pipelines.restorer import cpu_has_native_bf16
+    from hypir.pipelines.devices import cpu_has_native_bf16
 
     if not os.path.exists("/proc/cpuinfo"):
         pytest.skip("no /proc/cpuinfo to compare with")
