@@ -146,5 +146,10 @@ def _select(op: Op, device_type: str, forced: str | None) -> str:
 
 def dispatch(name: str, device: torch.device | str) -> Callable:
     """The implementation of op ``name`` for ``device``."""
-    op = REGISTRY[name]
-    return op.impls[select(op, device)]
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return REGISTRY[name].impls[_selected(name, device_type)]
+
+
+@torch.compiler.assume_constant_result  # traced once: dynamo before torch 2.14 cannot read the ContextVar
+def _selected(name: str, device_type: str) -> str:
+    return select(REGISTRY[name], device_type)
