@@ -2,6 +2,7 @@
 // hypir_kernels/ops.py choose a backend and call these kernel ops.
 #include <Python.h>
 #include "binding.h"
+#include <ATen/ops/zeros.h>
 
 #ifndef HK_CUDA_ARCHS
 #define HK_CUDA_ARCHS ""
@@ -76,6 +77,113 @@ at::Tensor filter2d_fft_cpu_op(const at::Tensor& x, const at::Tensor& taps, int6
   return out;
 }
 
+
+// ---- GroupNorm (+ SiLU) -------------------------------------------------------------------
+
+// Dims that put the channels last: (0, 2, ..., d - 1, 1).
+std::vector<int64_t> channels_last_order(int64_t dims) {
+  std::vector<int64_t> order{0};
+  for (int64_t d = 2; d < dims; ++d) order.push_back(d);
+  order.push_back(1);
+  return order;
+}
+
+// The kernels read x as NCHW-contiguous or channels-last ([N, *spatial, C] contiguous in that
+// order, any dims >= 3); anything else is copied to NCHW first.
+bool group_norm_layout(const at::Tensor& x) {
+  if (x.is_contiguous()) return false;
+  return x.dim() >= 3 && x.permute(channels_last_order(x.dim())).is_contiguous();
+}
+
+std::vector<int64_t> inverse_order(const std::vector<int64_t>& order) {
+  std::vector<int64_t> inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i) inverse[size_t(order[i])] = int64_t(i);
+  return inverse;
+}
+
+// t (x's shape) in the layout the kernels read for x.
+at::Tensor in_layout(const at::Tensor& t, bool channels_last) {
+  if (!channels_last) return t.contiguous();
+  const auto order = channels_last_order(t.dim());
+  return t.permute(order).contiguous().permute(inverse_order(order));
+}
+
+at::Tensor empty_in_layout(const at::Tensor& x, bool channels_last) {
+  if (!channels_last) return empty_cpu_output(x.sizes(), x.options());
+  const auto order = channels_last_order(x.dim());
+  std::vector<int64_t> sizes;
+  for (const auto d : order) sizes.push_back(x.size(d));
+  return empty_cpu_output(sizes, x.options()).permute(inverse_order(order));
+}
+
+GroupNormGeometry group_norm_geometry(const at::Tensor& x, int64_t groups, double eps, bool channels_last, bool silu) {
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "x: expected a CPU tensor");
+  TORCH_CHECK_VALUE(x.dim() >= 2, "x: expected [N, C, *], got ", x.dim(), " dims");
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
+                    "x: expected float32, bfloat16 or float16, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(groups >= 1 && x.size(1) % groups == 0, "groups: expected a divisor of the ", x.size(1),
+                    " channels, got ", groups);
+  TORCH_CHECK_VALUE(eps >= 0, "eps: expected >= 0, got ", eps);
+  const int64_t N = x.size(0), C = x.size(1);
+  return GroupNormGeometry{N, C, N * C == 0 ? 0 : x.numel() / (N * C), groups, eps, channels_last, silu};
+}
+
+// weight/bias as C fp32 values (an empty tensor for None).
+at::Tensor affine_fp32(const c10::optional<at::Tensor>& t, int64_t C, const char* name) {
+  if (!t.has_value() || !t->defined()) return at::Tensor();
+  TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == C && t->device().is_cpu() && t->is_floating_point(), name,
+                    ": expected a floating CPU tensor [", C, "], got ", t->sizes());
+  return t->to(at::kFloat).contiguous();
+}
+
+const float* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_silu_cpu_op(const at::Tensor& x_in,
+                                                                     const c10::optional<at::Tensor>& weight,
+                                                                     const c10::optional<at::Tensor>& bias,
+                                                                     int64_t groups, double eps, bool silu) {
+  const bool cl = group_norm_layout(x_in);
+  const auto g = group_norm_geometry(x_in, groups, eps, cl, silu);
+  const at::Tensor x = cl ? x_in : x_in.contiguous();
+  const auto w = affine_fp32(weight, g.C, "weight"), b = affine_fp32(bias, g.C, "bias");
+  auto y = empty_in_layout(x, cl);
+  auto mean = at::empty({g.N, g.G}, x.options().dtype(at::kFloat));
+  auto rstd = at::empty({g.N, g.G}, x.options().dtype(at::kFloat));
+  if (x.numel() == 0) return {y, mean.zero_(), rstd.zero_()};
+  group_norm_silu_cpu(to_dtype(x, "x"), x.const_data_ptr(), ptr_or_null(w), ptr_or_null(b), g, y.data_ptr(),
+                      mean.data_ptr<float>(), rstd.data_ptr<float>());
+  return {y, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_silu_backward_cpu_op(
+    const at::Tensor& grad_in, const at::Tensor& x_in, const c10::optional<at::Tensor>& weight,
+    const c10::optional<at::Tensor>& bias, const at::Tensor& mean, const at::Tensor& rstd, int64_t groups, double eps, bool silu) {
+  (void)eps;  // the saved statistics already carry it; in the schema for the reference backend
+  const bool cl = group_norm_layout(x_in);
+  const auto g = group_norm_geometry(x_in, groups, 0.0, cl, silu);
+  TORCH_CHECK_VALUE(grad_in.sizes() == x_in.sizes() && grad_in.scalar_type() == x_in.scalar_type() &&
+                        grad_in.device().is_cpu(),
+                    "grad: expected x's shape ", x_in.sizes(), " and dtype ", x_in.scalar_type(), ", got ",
+                    grad_in.sizes(), " ", grad_in.scalar_type());
+  for (const auto* t : {&mean, &rstd})
+    TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->is_contiguous() && t->numel() == g.N * g.G &&
+                          t->device().is_cpu(),
+                      t == &mean ? "mean" : "rstd", ": expected contiguous float32 [N, G] = [", g.N, ", ", g.G, "]");
+  const at::Tensor x = cl ? x_in : x_in.contiguous();
+  const at::Tensor grad = in_layout(grad_in, cl);
+  const auto w = affine_fp32(weight, g.C, "weight"), b = affine_fp32(bias, g.C, "bias");
+  auto dx = empty_in_layout(x, cl);
+  auto dw = at::zeros({g.C}, x.options().dtype(at::kFloat));
+  auto db = at::zeros({g.C}, x.options().dtype(at::kFloat));
+  if (x.numel() > 0)
+    group_norm_silu_backward_cpu(to_dtype(x, "x"), grad.const_data_ptr(), x.const_data_ptr(), ptr_or_null(w),
+                                 ptr_or_null(b), mean.const_data_ptr<float>(), rstd.const_data_ptr<float>(), g,
+                                 dx.data_ptr(), dw.data_ptr<float>(), db.data_ptr<float>());
+  // No weight (bias): an empty gradient in its place, as the schema has no optional returns.
+  return {dx, w.defined() ? dw.to(weight->scalar_type()) : dw.new_empty({0}),
+          b.defined() ? db.to(bias->scalar_type()) : db.new_empty({0})};
+}
+
 // An uninitialised CPU tensor like x from the output cache (see binding.h): for ops composed in
 // Python whose large outputs would otherwise fault in fresh pages on every call.
 at::Tensor empty_like_cached_op(const at::Tensor& x) {
@@ -101,6 +209,13 @@ TORCH_LIBRARY(hypir_kernels, m) {
   // x [B, C, H, W] filtered along W with wx [B, kx], then along H with wy [B, ky]; or the adjoint.
   // filter2d (or its adjoint) on the CPU: transforms along H, mixing along W (see launch.h).
   m.def("_filter2d_fft(Tensor x, Tensor taps, int n, int pad, bool adjoint) -> Tensor");
+  // GroupNorm over x [N, C, *] with G groups, optional affine, optional fused SiLU; returns
+  // (y, mean [N, G], rstd [N, G]) with fp32 statistics; and its backward (dx, dweight, dbias), the last two
+  // empty when weight/bias are None.
+  m.def("_group_norm_silu(Tensor x, Tensor? weight, Tensor? bias, int groups, float eps, bool silu) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "_group_norm_silu_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, "
+      "int groups, float eps, bool silu) -> (Tensor, Tensor, Tensor)");
   m.def("_separable_filter(Tensor x, Tensor wy, Tensor wx, int pad, bool adjoint) -> Tensor");
   m.def(
       "_blend_tiles(Tensor tiles, Tensor ys, Tensor xs, int out_h, int out_w, int weight, "
@@ -120,6 +235,8 @@ TORCH_LIBRARY_IMPL(hypir_kernels, CPU, m) {
   m.impl("_add_noise", &hk::add_noise_cpu_op);
   m.impl("_filter2d_fft", &hk::filter2d_fft_cpu_op);
   m.impl("_empty_like_cached", &hk::empty_like_cached_op);
+  m.impl("_group_norm_silu", &hk::group_norm_silu_cpu_op);
+  m.impl("_group_norm_silu_backward", &hk::group_norm_silu_backward_cpu_op);
 }
 
 // A Python module, so that `import hypir_kernels._C` loads the registrations above.

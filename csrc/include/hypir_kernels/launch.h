@@ -88,3 +88,27 @@ struct Filter2dGeometry {
 void filter2d_fft_cpu(bool fp64, const void* x, const void* taps, const Filter2dGeometry& g, void* out);
 
 }  // namespace hk
+
+namespace hk {
+
+// GroupNorm with an optional fused SiLU (cpu/group_norm.cpp): x viewed as [N, C, L] (NCHW,
+// contiguous) or, with channels_last, [N, L, C] (contiguous in that order); G groups of C / G
+// channels; statistics in fp32.
+struct GroupNormGeometry {
+  int64_t N, C, L, G;
+  double eps;
+  bool channels_last, silu;
+};
+
+// y = act((x - mean) * rstd * w + b), same layout as x; mean, rstd: [N * G] fp32 out. w, b: C
+// floats or null (1 and 0). dtype: float32, float16 or bfloat16.
+void group_norm_silu_cpu(DType dtype, const void* x, const float* w, const float* b, const GroupNormGeometry& g,
+                         void* y, float* mean, float* rstd);
+
+// The gradients of the above for upstream dy (x's layout): dx (x's layout), dw and db (C floats
+// each, or null when not wanted).
+void group_norm_silu_backward_cpu(DType dtype, const void* dy, const void* x, const float* w, const float* b,
+                                  const float* mean, const float* rstd, const GroupNormGeometry& g, void* dx,
+                                  float* dw, float* db);
+
+}  // namespace hk
