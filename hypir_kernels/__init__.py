@@ -14,6 +14,7 @@ from .backend import BACKENDS, use_backend  # noqa: E402
 from .blend import WEIGHTS, blend_tiles, plan_tiles, tiled_apply  # noqa: E402
 from .blur import PADDINGS, gaussian_blur, gaussian_blur_adjoint  # noqa: E402
 from .filter2d_op import filter2d, filter2d_adjoint  # noqa: E402
+from .group_norm import GroupNormSiLU, group_norm_silu  # noqa: E402
 from .lora import lora_conv2d, lora_linear  # noqa: E402
 from .masks import apply_mask, bernoulli_mask, box_mask  # noqa: E402
 from .mri import mri_adjoint, mri_column_mask, mri_forward, mri_further_mask, mri_normal  # noqa: E402
@@ -51,6 +52,8 @@ __all__ = [
     "filter2d_adjoint",
     "gaussian_blur",
     "gaussian_blur_adjoint",
+    "group_norm_silu",
+    "GroupNormSiLU",
     "info",
     "lora_conv2d",
     "lora_linear",

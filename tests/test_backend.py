@@ -74,7 +74,7 @@ def test_every_op_family_is_in_the_registry_with_a_reference_module():
     import inspect
 
     expected = {"add_noise", "apply_mask", "attention", "blend_tiles", "downsample", "downsample_adjoint", "filter2d",
-                "lora_linear_activation", "lora_linear_activation_backward", "mri_adjoint", "mri_forward",
+                "group_norm_silu", "group_norm_silu_backward", "lora_linear_activation", "lora_linear_activation_backward", "mri_adjoint", "mri_forward",
                 "separable_filter"}
     assert expected <= set(backend.REGISTRY)
     for name, op in backend.REGISTRY.items():

@@ -30,10 +30,23 @@ def _normalise(x, weight, bias, groups, mean, rstd, silu):
     return F.silu(z) if silu else z
 
 
+def channels_last_order(dims: int) -> tuple[int, ...]:
+    """The dim order that puts the channels last: ``(0, 2, ..., dims - 1, 1)``."""
+    return (0,) + tuple(range(2, dims)) + (1,)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """x is ``[N, *spatial, C]`` in memory (and not also plain contiguous), for any dims >= 3."""
+    return x.dim() >= 3 and not x.is_contiguous() and x.permute(channels_last_order(x.dim())).is_contiguous()
+
+
 def _like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``t`` in x's dtype and memory format (channels-last stays channels-last)."""
-    fmt = torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    return t.to(x.dtype).contiguous(memory_format=fmt)
+    """``t`` in x's dtype, channels-last if x is, else contiguous."""
+    t = t.to(x.dtype)
+    if not is_channels_last(x):
+        return t.contiguous()
+    order = channels_last_order(x.dim())
+    return t.permute(order).contiguous().permute([order.index(d) for d in range(x.dim())])
 
 
 def group_norm_silu(x, weight, bias, groups: int, eps: float, silu: bool):

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Kernel modules whose configurations the AOT check and gpu_report compile.
-KERNEL_MODULES = ("hypir_kernels.triton.blend", "hypir_kernels.triton.attention", "hypir_kernels.triton.lora")
+KERNEL_MODULES = (
+    "hypir_kernels.triton.blend",
+    "hypir_kernels.triton.attention",
+    "hypir_kernels.triton.lora",
+    "hypir_kernels.triton.group_norm",
+)
 
 
 def triton_available() -> bool:
