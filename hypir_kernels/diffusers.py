@@ -1,7 +1,9 @@
-"""diffusers integration: an attention processor that runs :func:`hypir_kernels.attention`.
+"""diffusers integration: an attention processor that runs :func:`hypir_kernels.attention`, and
+GroupNorm (+ SiLU) through :func:`hypir_kernels.group_norm_silu`.
 
-    from hypir_kernels.diffusers import use_attention
+    from hypir_kernels.diffusers import use_attention, use_group_norm_silu
     use_attention(unet)          # every Attention module of the model now calls our op
+    use_group_norm_silu(vae)     # every GroupNorm (-> SiLU) of the model runs as one op
 
 The processor follows diffusers' ``AttnProcessor2_0`` contract (spatial norm, group norm, norm_q /
 norm_k, cross-attention through ``encoder_hidden_states`` and ``norm_cross``, output projection,
@@ -15,10 +17,13 @@ residual connection, ``rescale_output_factor``), so LoRA-patched ``to_q``/``to_k
 """
 from __future__ import annotations
 
+import types
+
 import torch
 import torch.nn.functional as F
 
 from .attention_op import HEAD_DIMS, attention
+from .group_norm import GroupNormSiLU, group_norm_silu
 
 
 class AttnProcessor:
@@ -107,3 +112,89 @@ def use_attention(model: torch.nn.Module) -> torch.nn.Module:
             raise ValueError(f"model: attention module {name!r} has head dim {head_dim}, not one of {HEAD_DIMS}")
     model.set_attn_processor(AttnProcessor())
     return model
+
+
+# ---- GroupNorm (+ SiLU) ------------------------------------------------------------------------
+
+
+def _norm_silu(norm: torch.nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    return group_norm_silu(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+
+
+def _fused_resnet_forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None, *args, **kwargs) -> torch.Tensor:
+    """diffusers' ``ResnetBlock2D.forward`` without scale-shift time conditioning (diffusers 0.3x-0.4x;
+    the tests compare it with the original), each ``norm -> nonlinearity`` pair one fused op."""
+    hidden = _norm_silu(self.norm1, input_tensor)
+    if self.upsample is not None:
+        if hidden.shape[0] >= 64:  # as diffusers: upsample_nearest_nhwc fails on large batches
+            input_tensor, hidden = input_tensor.contiguous(), hidden.contiguous()
+        input_tensor, hidden = self.upsample(input_tensor), self.upsample(hidden)
+    elif self.downsample is not None:
+        input_tensor, hidden = self.downsample(input_tensor), self.downsample(hidden)
+    hidden = self.conv1(hidden)
+    if self.time_emb_proj is not None:
+        if not self.skip_time_act:
+            temb = self.nonlinearity(temb)
+        temb = self.time_emb_proj(temb)[:, :, None, None]
+    if temb is not None and self.time_embedding_norm == "default":  # other norms ignore temb, as diffusers
+        hidden = hidden + temb
+    hidden = self.conv2(self.dropout(_norm_silu(self.norm2, hidden)))
+    if self.conv_shortcut is not None:
+        input_tensor = self.conv_shortcut(input_tensor.contiguous() if self.training else input_tensor)
+    return (input_tensor + hidden) / self.output_scale_factor
+
+
+def _fusable_resnet(module) -> bool:
+    from diffusers.models.resnet import ResnetBlock2D
+
+    if type(module) is not ResnetBlock2D:
+        return False
+    # "default", or a norm name without time projection ("group" in VAE decoders: temb unused)
+    plain = module.time_embedding_norm == "default" or (module.time_embedding_norm != "scale_shift"
+                                                         and module.time_emb_proj is None)
+    return (plain
+            and type(module.norm1) is torch.nn.GroupNorm and type(module.norm2) is torch.nn.GroupNorm
+            and type(module.nonlinearity) is torch.nn.SiLU)
+
+
+def _fused_norm(norm: torch.nn.GroupNorm, silu: bool) -> GroupNormSiLU:
+    """A :class:`GroupNormSiLU` holding ``norm``'s own parameters (optimisers and LoRA keep them)."""
+    fused = GroupNormSiLU(norm.num_groups, norm.num_channels, eps=norm.eps, affine=False, silu=silu)
+    fused.affine = norm.affine
+    fused.weight, fused.bias = norm.weight, norm.bias
+    return fused.train(norm.training)
+
+
+def use_group_norm_silu(model: torch.nn.Module) -> dict[str, int]:
+    """Run every GroupNorm of a diffusers UNet or VAE through :func:`hypir_kernels.group_norm_silu`,
+    fusing the SiLU that follows it where there is one:
+
+    * ``ResnetBlock2D`` (SiLU, no scale-shift time conditioning): its forward runs ``norm1``/``norm2``
+      and the SiLU after each as one op (the modules stay, so state dicts and LoRA are unchanged);
+    * ``conv_norm_out`` followed by a SiLU ``conv_act`` (UNet, VAE encoder and decoder): one op;
+    * every other ``nn.GroupNorm`` (attention blocks): the op without SiLU.
+
+    Same parameters (the same ``Parameter`` objects), same state-dict keys; outputs equal up to
+    float rounding (fp32 statistics). Idempotent. Returns the counts ``{"resnet_blocks",
+    "norm_out", "group_norms"}`` of what it changed.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module (a diffusers UNet or VAE), got {type(model).__name__}")
+    counts = {"resnet_blocks": 0, "norm_out": 0, "group_norms": 0}
+    resnets = set()
+    for module in list(model.modules()):
+        if _fusable_resnet(module) and getattr(module.forward, "__func__", None) is not _fused_resnet_forward:
+            module.forward = types.MethodType(_fused_resnet_forward, module)
+            counts["resnet_blocks"] += 1
+        if _fusable_resnet(module):
+            resnets.update((id(module.norm1), id(module.norm2)))
+        norm, act = getattr(module, "conv_norm_out", None), getattr(module, "conv_act", None)
+        if type(norm) is torch.nn.GroupNorm and type(act) is torch.nn.SiLU:
+            module.conv_norm_out, module.conv_act = _fused_norm(norm, silu=True), torch.nn.Identity()
+            counts["norm_out"] += 1
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.GroupNorm and id(child) not in resnets:
+                setattr(parent, name, _fused_norm(child, silu=False))
+                counts["group_norms"] += 1
+    return counts

@@ -108,3 +108,70 @@ def test_use_attention_rejects_non_diffusers_models():
 def test_attention_modules_lists_self_and_cross_attention():
     names = list(attention_modules(_unet()))
     assert any(n.endswith("attn1") for n in names) and any(n.endswith("attn2") for n in names)
+
+
+# ---- use_group_norm_silu ---------------------------------------------------------------------
+
+TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), latent_channels=4,
+                norm_num_groups=8, layers_per_block=1)
+
+
+def _vae_step(vae, x):
+    vae.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_(True)
+    out = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    out.square().mean().backward()
+    return out.detach(), x.grad, {n: p.grad.clone() for n, p in vae.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_group_norm_silu_patch_keeps_vae_outputs_and_gradients(channels_last):
+    from diffusers import AutoencoderKL
+
+    from hypir_kernels.diffusers import use_group_norm_silu
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**TINY_VAE)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    if channels_last:
+        vae = vae.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = _vae_step(vae, x)
+    keys, params = set(vae.state_dict()), {n: p for n, p in vae.named_parameters()}
+    counts = use_group_norm_silu(vae)
+    # encoder: 2 blocks x 1 layer + mid 2; decoder: 2 blocks x 2 layers + mid 2: 10 resnets;
+    # conv_norm_out of encoder and decoder; the two mid-block attentions' group norms
+    assert counts == {"resnet_blocks": 10, "norm_out": 2, "group_norms": 2}
+    assert set(vae.state_dict()) == keys
+    assert all(p is params[n] for n, p in vae.named_parameters())  # the same Parameter objects
+    assert use_group_norm_silu(vae) == {"resnet_blocks": 0, "norm_out": 0, "group_norms": 0}  # idempotent
+    calls = []
+    handle = torch.nn.functional.group_norm  # no unfused GroupNorm is left to call it
+    torch.nn.functional.group_norm = lambda *a, **k: calls.append(1) or handle(*a, **k)
+    try:
+        got = _vae_step(vae, x)
+    finally:
+        torch.nn.functional.group_norm = handle
+    assert calls == []
+    _assert_same(got, expected, atol=2e-5)
+
+
+def test_group_norm_silu_patch_keeps_unet_outputs_and_gradients():
+    from hypir_kernels.diffusers import use_group_norm_silu
+
+    unet = _unet()
+    expected = _forward_backward(unet, "auto")
+    counts = use_group_norm_silu(unet)
+    # every ResnetBlock2D, the conv_norm_out, and the one GroupNorm of each Transformer2DModel
+    n_resnets = sum(type(m).__name__ == "ResnetBlock2D" for m in unet.modules())
+    assert counts["resnet_blocks"] == n_resnets > 0 and counts["norm_out"] == 1
+    assert counts["group_norms"] == sum(type(m).__name__ == "Transformer2DModel" for m in unet.modules())
+    _assert_same(_forward_backward(unet, "auto"), expected, atol=2e-5)
+
+
+def test_group_norm_silu_patch_rejects_a_non_module():
+    from hypir_kernels.diffusers import use_group_norm_silu
+
+    with pytest.raises(ValueError, match="^model"):
+        use_group_norm_silu({"unet": None})

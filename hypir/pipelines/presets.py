@@ -29,6 +29,9 @@ class Preset:
         quantize: 8-bit output by ``"round"`` / ``"floor"`` (the release's ``.to(torch.uint8)``).
         channels_last: the VAE and UNet convolutions in NHWC (faster on oneDNN and cuDNN) / torch's
             default layout, as released (the rounding differs).
+        fused_group_norm: on the CPU, every GroupNorm (-> SiLU) of the VAE and UNet as one
+            :func:`hypir_kernels.group_norm_silu` (3-9x the unfused pair at SD2 VAE shapes; GPU
+            unmeasured, so CUDA keeps torch's) / torch's ops, as released.
         posterior, merge, tile, stride, batch_tiles: defaults of the options of the same names
             ("mode", merged, "auto", auto, by memory / "sample", peft adapters kept, 512/256 px
             encoder and 64/32 latent UNet and decoder tiles, one tile per call).
@@ -43,6 +46,7 @@ class Preset:
     clamp_decoded: bool
     quantize: str
     channels_last: bool
+    fused_group_norm: bool
     posterior: str
     merge: bool
     tile: str | int
@@ -52,10 +56,12 @@ class Preset:
 
 PRESETS = {
     "default": Preset("default", upscale_size="round", clamp_resized=True, native="model", pad="reflect",
-                      tile_weight="gaussian", clamp_decoded=True, quantize="round", channels_last=True, posterior="mode", merge=True,
+                      tile_weight="gaussian", clamp_decoded=True, quantize="round", channels_last=True,
+                      fused_group_norm=True, posterior="mode", merge=True,
                       tile="auto", stride=None, batch_tiles=None),
     "released": Preset("released", upscale_size="floor", clamp_resized=False, native="released", pad="zeros",
-                       tile_weight="gaussian_released", clamp_decoded=False, quantize="floor", channels_last=False, posterior="sample",
+                       tile_weight="gaussian_released", clamp_decoded=False, quantize="floor", channels_last=False,
+                       fused_group_norm=False, posterior="sample",
                        merge=False, tile=RELEASED_TILE, stride=RELEASED_STRIDE, batch_tiles=1),
 }
 

@@ -106,6 +106,11 @@ class Restorer:
         components.unet.to(memory_format=self._layout)
         if self.preset.channels_last:  # and keep it so past the attention blocks (diffusers copies to NCHW there)
             keep_channels_last(components.unet)
+        if self.preset.fused_group_norm and self.device.type == "cpu":
+            from hypir_kernels.diffusers import use_group_norm_silu
+
+            use_group_norm_silu(components.vae)
+            use_group_norm_silu(components.unet)
         if attention == "hypir":
             from hypir_kernels.diffusers import use_attention
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+import hypir_kernels as hk
 from hypir import Restorer
 from hypir.models.texture import texture_richness
 from hypir.pipelines.memory import PeakMemory
@@ -272,3 +273,30 @@ def test_the_default_preset_runs_channels_last_through_vae_and_unet(model_dir, c
     for m in blocks:  # back to diffusers' own method: the same picture
         del m._get_output_for_continuous_inputs
     torch.testing.assert_close(r(x, upscale=2), out, rtol=0, atol=1e-4)  # conv rounding in NCHW vs NHWC
+
+
+def test_the_default_preset_fuses_group_norm_and_silu_on_the_cpu(model_dir, checkpoint):
+    """Default preset on the CPU: every GroupNorm of the VAE and UNet runs hypir_kernels.group_norm_silu
+    (torch's group_norm is never called) and the picture equals the unfused one up to fp32 rounding;
+    the released preset keeps torch's ops."""
+    import dataclasses
+
+    from hypir.pipelines.presets import get_preset
+
+    x = _image(40, 40)
+    unfused = Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu",
+                                       preset=dataclasses.replace(get_preset("default"), fused_group_norm=False))
+    expected = unfused(x, upscale=2)
+    r = Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu")
+    assert isinstance(r.components.vae.decoder.conv_norm_out, hk.GroupNormSiLU)
+    calls = []
+    original = torch.nn.functional.group_norm
+    torch.nn.functional.group_norm = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        out = r(x, upscale=2)
+    finally:
+        torch.nn.functional.group_norm = original
+    assert calls == []
+    torch.testing.assert_close(out, expected, rtol=0, atol=5e-4)  # seen: 1.4e-4 (0.04/255)
+    released = Restorer.from_pretrained(model_dir, checkpoint["safetensors"], device="cpu", preset="released")
+    assert not any(isinstance(m, hk.GroupNormSiLU) for m in released.components.vae.modules())
