@@ -1,6 +1,7 @@
 """One HYPIR training step (G + D, degradation included) on the CPU at reduced width: ours
 (hypir_kernels LoRA, our degradation ops) vs the released way (plain peft, BasicSR-style ops).
-UNet width 64, LoRA rank 256 (released), batch 2 x 128 px; ``hypir.bench.train``.
+UNet width 64, LoRA rank 256 (released), batch 2 x 128 px; ``hypir.bench.train``. ``ours_bf16``: ours
+with bf16 autocast (``run.mixed_precision: bf16``; what ``auto`` picks on CPUs with native bf16).
 
     pytest benchmarks/test_train_step.py --benchmark-only
 """
@@ -9,9 +10,13 @@ import pytest
 from hypir.bench.train import batches, build
 
 
-@pytest.fixture(scope="module", params=["ours", "released"])
+VARIANTS = {"ours": ("ours", "no"), "released": ("released", "no"), "ours_bf16": ("ours", "bf16")}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
 def trainer(request, tmp_path_factory):
-    t = build(request.param, str(tmp_path_factory.mktemp(request.param)))
+    variant, mixed_precision = VARIANTS[request.param]
+    t = build(variant, str(tmp_path_factory.mktemp(request.param)), mixed_precision=mixed_precision)
     return request.param, t, batches(t, 2)
 
 

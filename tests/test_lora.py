@@ -289,6 +289,36 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="aot_eager")(x, A, B), f(x, A, B))
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_autocast_casts_the_operands_as_for_torch_layers(kind):
+    """Under CPU bf16 autocast with fp32 layers (mixed-precision training): bf16 output equal to the
+    same arithmetic on bf16-cast operands, fp32 gradients for the fp32 adapter weights."""
+    torch.manual_seed(0)
+    if kind == "linear":
+        x, W, b = torch.randn(5, 24), torch.randn(20, 24), torch.randn(20)
+        A, B = torch.randn(4, 24, requires_grad=True), torch.randn(20, 4, requires_grad=True)
+        call = lambda x, W, b, A, B: hk.lora_linear(x, W, b, A, B, 0.5)  # noqa: E731
+    else:
+        x, W, b = torch.randn(2, 6, 7, 7), torch.randn(8, 6, 3, 3), torch.randn(8)
+        A, B = torch.randn(4, 6, 3, 3, requires_grad=True), torch.randn(8, 4, 1, 1, requires_grad=True)
+        call = lambda x, W, b, A, B: hk.lora_conv2d(x, W, b, A, B, 0.5, padding=1)  # noqa: E731
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = call(x, W, b, A, B)
+    assert y.dtype == torch.bfloat16
+    gA, gB = torch.autograd.grad(y.float().square().sum(), (A, B))
+    assert gA.dtype == gB.dtype == torch.float32
+    bf = [t.detach().bfloat16().requires_grad_(t.requires_grad) for t in (x, W, b, A, B)]
+    expected = call(*bf)
+
+    def close(a, e):  # bf16 results: a couple of ulps of the largest value (the paths may round apart)
+        torch.testing.assert_close(a.float(), e.float(), rtol=1.6e-2, atol=1.6e-2 * e.abs().max().item())
+
+    close(y, expected)
+    eA, eB = torch.autograd.grad(expected.float().square().sum(), (bf[3], bf[4]))
+    close(gA, eA)
+    close(gB, eB)
+
+
 def _linear_args(**over):
     args = dict(x=torch.zeros(3, 8), weight=torch.zeros(6, 8), bias=torch.zeros(6), lora_A=torch.zeros(2, 8),
                 lora_B=torch.zeros(6, 2), scale=1.0)

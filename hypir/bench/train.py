@@ -2,7 +2,7 @@
 kernels vs the same step built the released way: plain peft LoRA layers and the BasicSR-style
 degradation ops (:data:`hypir.bench.degrade.BASICSR_OPS`). Same model, batch, draws and losses.
 
-    python -m hypir.bench.train [--width 64 --rank 256 --size 128 --batch 2 --repeats 10]
+    python -m hypir.bench.train [--width 64 --rank 256 --size 128 --batch 2 --repeats 10] [--bf16]
     pytest benchmarks/test_train_step.py --benchmark-only
 
 The model is SD2.1's architecture at reduced width (UNet blocks w, 2w, 4w, 4w; VAE w/2 ...), the
@@ -22,10 +22,17 @@ from ..config import parse
 from ..train import HypirTrainer, TrainConfig
 
 
-def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 128, batch: int = 2) -> HypirTrainer:
-    """``variant``: "ours" or "released" (peft + BasicSR-style ops)."""
+def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 128, batch: int = 2,
+          mixed_precision: str = "no") -> HypirTrainer:
+    """``variant``: "ours" or "released" (peft + BasicSR-style ops); ``mixed_precision``: "no" (fp32)
+    or "bf16" (autocast; fp32 weights). accelerate keeps one mixed-precision setting per process,
+    shared by every Accelerator: building a trainer sets it, so time a trainer before building
+    one with another setting."""
     if variant not in ("ours", "released"):
         raise ValueError(f"variant: expected 'ours' or 'released', got {variant!r}")
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)  # private, but the only way to change it
     cfg = parse(TrainConfig, {
         "model": {"tiny": {"unet_width": width, "vae_width": max(width // 2, 8), "text_width": width, "sample_size": size // 8},
                   "lora_rank": rank, "lora_kernels": variant == "ours"},
@@ -33,7 +40,8 @@ def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 
         # the step docs/performance.md's table measured (same on both sides; the released head and G/D
         # alternation on two batches are orthogonal to the kernels compared here)
         "discriminator": {"backbone": "conv", "head_channels": 32, "head": "multistage"},
-        "run": {"output_dir": out, "steps": 1000, "ema": 0.999, "schedule": "same-batch"},
+        "run": {"output_dir": out, "steps": 1000, "ema": 0.999, "schedule": "same-batch",
+                "mixed_precision": mixed_precision},
     })
     trainer = HypirTrainer(cfg, progress=False)
     if variant == "released":
@@ -70,14 +78,21 @@ def main(argv=None) -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--bf16", action="store_true", help="also time ours with bf16 autocast")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {v: build(v, f"{tmp}/{v}", a.width, a.rank, a.size, a.batch) for v in ("ours", "released")}
         medians = {k: statistics.median(v) for k, v in time_steps(trainers, a.repeats).items()}
+        if a.bf16:  # after the fp32 timings: building it switches the process to bf16 autocast
+            bf16 = build("ours", f"{tmp}/ours_bf16", a.width, a.rank, a.size, a.batch, "bf16")
+            medians["ours_bf16"] = statistics.median(time_steps({"ours_bf16": bf16}, a.repeats)["ours_bf16"])
     print(f"HYPIR train step (G + D), UNet width {a.width}, LoRA rank {a.rank}, batch {a.batch} x {a.size} px, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"ours {medians['ours'] * 1e3:.0f} ms, released (peft + BasicSR ops) {medians['released'] * 1e3:.0f} ms, "
           f"speed-up {medians['released'] / medians['ours']:.2f}x")
+    if a.bf16:
+        print(f"ours with bf16 autocast {medians['ours_bf16'] * 1e3:.0f} ms: {medians['ours'] / medians['ours_bf16']:.2f}x "
+              f"ours fp32, {medians['released'] / medians['ours_bf16']:.2f}x released fp32")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,18 @@ def cpu_has_native_bf16() -> bool:
     return bool(check and check())
 
 
+def auto_cpu_dtype() -> torch.dtype:
+    """bf16 where this CPU has it natively (:func:`cpu_has_native_bf16`), else fp32;
+    ``HYPIR_AUTO_CPU_DTYPE=fp32|bf16`` overrides. What ``auto`` means on the CPU for restoration
+    (the run dtype) and for training (bf16 autocast or none)."""
+    forced = os.environ.get(AUTO_CPU_DTYPE_ENV, "")
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise ValueError(f"{AUTO_CPU_DTYPE_ENV}: expected 'fp32' or 'bf16', got {forced!r}")
+        return DTYPES[forced]
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """``auto``: bf16 on CUDA devices that support it (fp16 otherwise); on the CPU bf16 where it is
     native (:func:`cpu_has_native_bf16`; ``HYPIR_AUTO_CPU_DTYPE=fp32|bf16`` overrides), else fp32."""
@@ -43,12 +55,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        forced = os.environ.get(AUTO_CPU_DTYPE_ENV, "")
-        if forced:
-            if forced not in ("fp32", "bf16"):
-                raise ValueError(f"{AUTO_CPU_DTYPE_ENV}: expected 'fp32' or 'bf16', got {forced!r}")
-            return DTYPES[forced]
-        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        return auto_cpu_dtype()
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {tuple(DTYPES)} or auto, got {dtype!r}")
     return DTYPES[dtype]

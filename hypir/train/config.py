@@ -152,7 +152,7 @@ class RunConfig:
     output_dir: str = "runs/hypir"
     steps: int = 30000
     seed: int = 0
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, none on the CPU
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA and bf16-native CPUs
     ema: float = 0.999  # 0 disables
     log_every: int = 10
     sample_every: int = 0  # write a sample grid every N steps (0: never)

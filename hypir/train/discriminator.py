@@ -81,7 +81,8 @@ class SpectralNorm(nn.Module):
             self.u.copy_(F.normalize(mat @ self.v, dim=0, eps=self.eps))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        sigma = torch.dot(self.u, weight.flatten(1) @ self.v)
+        with torch.autocast(weight.device.type, enabled=False):  # sigma in the weight's precision, also under bf16 autocast
+            sigma = torch.dot(self.u, weight.flatten(1) @ self.v)
         return weight / sigma
 
 

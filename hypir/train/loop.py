@@ -28,14 +28,23 @@ def derive_seed(*parts: int) -> int:
 
 def make_accelerator(mixed_precision: str, accelerator=None):
     """``accelerator`` as given, or an ``accelerate.Accelerator`` with ``mixed_precision``
-    (``auto``: bf16 on CUDA, none on the CPU); shared by the HYPIR and RSD trainers."""
+    (``auto``: bf16 autocast on CUDA and on CPUs with native bf16 -- AVX512-BF16/AMX, see
+    :func:`hypir.pipelines.devices.auto_cpu_dtype` -- none on other CPUs); shared by the HYPIR and
+    RSD trainers. Weights, optimiser states and the EMA stay fp32 either way."""
     if accelerator is not None:
         return accelerator
     from accelerate import Accelerator
 
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
-    return Accelerator(mixed_precision=mixed_precision)
+    return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision))
+
+
+def resolve_mixed_precision(mixed_precision: str) -> str:
+    """``auto`` -> ``"bf16"`` on CUDA and on CPUs with native bf16, else ``"no"``; others as given."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    from ..pipelines.devices import auto_cpu_dtype
+
+    return "bf16" if torch.cuda.is_available() or auto_cpu_dtype() == torch.bfloat16 else "no"
 
 
 class TrainLoop:

@@ -212,9 +212,33 @@ def bench_filter2d(repeats: int) -> list[Row]:
     return rows
 
 
+def bench_group_norm(repeats: int) -> list[Row]:
+    from . import group_norm as b
+
+    rows = []
+    # torch's bf16 GroupNorm rounds to bf16 before its SiLU, ours once after: up to 2 bf16 ulps apart
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 1.6e-2)):
+        for channels, side in b.VAE_LEVELS:
+            x, w, bias = b.make_case(channels, side, dtype)
+            expected = b.torch_pair(x, w, bias).float()
+            err = ((b.ours(x, w, bias).float() - expected).abs().max() / expected.abs().max()).item()
+            check = f"max rel|ours-torch| {err:.1e} {'ok' if err <= tol else 'FAIL'}"
+            case = f"[1, {channels}, {side}, {side}] {str(dtype)[6:]} NHWC fwd"
+            rows.append(Row("group_norm_silu", case, time_ms(lambda: b.ours(x, w, bias), repeats=repeats),
+                            "F.group_norm + F.silu", time_ms(lambda: b.torch_pair(x, w, bias), repeats=repeats), check))
+    x, w, bias, grad = b.make_train_case()
+    got, expected = b.train_step(b.ours, x, w, bias, grad), b.train_step(b.torch_pair, x, w, bias, grad)
+    err = max(((g - e).abs().max() / e.abs().max()).item() for g, e in zip(got, expected))
+    check = f"max rel|ours-torch| {err:.1e} {'ok' if err <= 1e-4 else 'FAIL'}"
+    rows.append(Row("group_norm_silu", f"{list(b.TRAIN_SHAPE)} fp32 NHWC fwd+bwd",
+                    time_ms(lambda: b.train_step(b.ours, x, w, bias, grad), repeats=repeats), "F.group_norm + F.silu",
+                    time_ms(lambda: b.train_step(b.torch_pair, x, w, bias, grad), repeats=repeats), check))
+    return rows
+
+
 FAMILIES: dict[str, Callable[[int], list[Row]]] = {
     "blend": bench_blend, "blur": bench_blur, "attention": bench_attention, "lora": bench_lora, "masks": bench_masks,
-    "mri": bench_mri, "filter2d": bench_filter2d,
+    "mri": bench_mri, "filter2d": bench_filter2d, "group_norm": bench_group_norm,
 }
 
 

@@ -14,6 +14,18 @@ from .cost import STRATEGIES
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
+def autocast_operands(x, weight, bias, lora_A, lora_B) -> tuple:
+    """Under ``torch.autocast`` on x's device, the operands in the autocast dtype, as autocast casts
+    ``F.linear``/``F.conv2d``'s (the casts are differentiable: fp32 master weights get their
+    gradients); unchanged otherwise."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return x, weight, bias, lora_A, lora_B
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(None if t is None else t.to(dtype) if t.is_floating_point() else t
+                 for t in (x, weight, bias, lora_A, lora_B))
+
+
 def check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, strategy, dims_w: int):
     check_tensor("x", x, dtypes=DTYPES)
     check_tensor("weight", weight, dims=dims_w, dtypes=DTYPES)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..checks import check_int, check_tensor
 from ..reference import lora as ref
-from .common import check_common, dropout_seed, effective_weight, needs_grad
+from .common import autocast_operands, check_common, dropout_seed, effective_weight, needs_grad
 from .cost import choose_strategy
 
 
@@ -36,10 +36,12 @@ def lora_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         lora_B: ``[out, r, 1, 1]``. stride, padding, dilation: ints or pairs, as ``F.conv2d``.
         Other arguments as :func:`lora_linear`.
 
-    Returns ``[Bt, out, H', W']``.
+    Returns ``[Bt, out, H', W']``. Under ``torch.autocast`` the operands are cast to the autocast
+    dtype first, as for ``F.conv2d``.
     """
     if groups != 1:
         raise ValueError(f"groups: only groups=1 is supported, got {groups!r}")
+    x, weight, bias, lora_A, lora_B = autocast_operands(x, weight, bias, lora_A, lora_B)
     stride, padding, dilation = _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilation,
                                             dropout_p, strategy)
     return _lora_conv2d(x, weight, bias, lora_A, lora_B, float(scale), stride, padding, dilation, float(dropout_p),
@@ -71,7 +73,8 @@ def _check_conv(x, weight, bias, lora_A, lora_B, scale, stride, padding, dilatio
 
 def _lora_conv2d(x, weight, bias, lora_A, lora_B, scale: float, stride: list[int], padding: list[int],
                  dilation: list[int], dropout_p: float, strategy: str, seed):
-    """:func:`lora_conv2d` after its checks (geometry as lists of two ints)."""
+    """:func:`lora_conv2d` after its checks (geometry as lists of two ints; also what patched layers call)."""
+    x, weight, bias, lora_A, lora_B = autocast_operands(x, weight, bias, lora_A, lora_B)
     if strategy == "auto":
         out_h = (x.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
         out_w = (x.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from .. import backend
 from ..checks import check_tensor
 from ..reference import lora as ref
-from .common import check_common, dropout_seed, effective_weight, needs_grad
+from .common import autocast_operands, check_common, dropout_seed, effective_weight, needs_grad
 from .cost import choose_strategy
 
 
@@ -27,8 +27,10 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
             in ``[0, 1)``. strategy: "auto", "activation" or "weight" (see module doc).
         seed: dropout seed (default: drawn from torch's default generator).
 
-    Returns ``[..., out]``.
+    Returns ``[..., out]``. Under ``torch.autocast`` the operands are cast to the autocast dtype
+    first, as for ``F.linear``.
     """
+    x, weight, bias, lora_A, lora_B = autocast_operands(x, weight, bias, lora_A, lora_B)
     check_common(x, weight, bias, lora_A, lora_B, scale, dropout_p, strategy, dims_w=2)
     if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"x: last dim must be weight's in features {weight.shape[1]}, got shape {tuple(x.shape)}")
@@ -38,7 +40,8 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def _lora_linear(x, weight, bias, lora_A, lora_B, scale: float, dropout_p: float, strategy: str, seed):
-    """:func:`lora_linear` after its checks."""
+    """:func:`lora_linear` after its checks (also what patched layers call)."""
+    x, weight, bias, lora_A, lora_B = autocast_operands(x, weight, bias, lora_A, lora_B)
     x2 = x if x.dim() == 2 else x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # -1 is ambiguous when empty
     if strategy == "auto":
         strategy = choose_strategy(x2.shape[0], weight.shape[1], weight.shape[0], lora_A.shape[0], 1,

@@ -113,3 +113,16 @@ def test_every_trainer_runs_on_the_one_loop():
 def test_derive_seed_is_a_fixed_function_of_its_parts():
     assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(2, 1)
     assert 0 <= derive_seed(2**62, 2**62, 7) < 2**63
+
+
+@pytest.mark.parametrize("forced,expected", [("fp32", "no"), ("bf16", "bf16")])
+def test_auto_mixed_precision_follows_the_cpu(monkeypatch, forced, expected):
+    """``run.mixed_precision: auto`` on the CPU is bf16 autocast where bf16 is native (the same rule
+    as the restorer's ``dtype="auto"``, overridden here by HYPIR_AUTO_CPU_DTYPE), else none."""
+    from hypir.train.loop import resolve_mixed_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("on CUDA auto is always bf16")
+    monkeypatch.setenv("HYPIR_AUTO_CPU_DTYPE", forced)
+    assert resolve_mixed_precision("auto") == expected
+    assert resolve_mixed_precision("no") == "no" and resolve_mixed_precision("bf16") == "bf16"
