@@ -231,3 +231,24 @@ def test_torch_compile_fullgraph():
     expected = torch.autograd.grad(f(x, w), (x, w))
     for a, e in zip(got, expected):
         torch.testing.assert_close(a, e)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_triton_matches_reference_at_sd_shapes(dtype, layout):
+    """Compiled Triton kernels on a GPU (the SD2 VAE's 512 and 128 channels, UNet's 320), forward and backward."""
+    for shape in ((2, 512, 32, 32), (1, 128, 96, 64), (2, 320, 16, 16)):
+        x = _input(shape, dtype, "contiguous").cuda()
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        weight, bias = torch.randn(shape[1], device="cuda"), torch.randn(shape[1], device="cuda")
+        grad = torch.randn(shape, device="cuda").to(dtype)
+        with backend.use_backend("reference"):
+            expected = _run(x, 32, weight, bias, True, grad)
+        with backend.use_backend("triton"):
+            got = _run(x, 32, weight, bias, True, grad)
+        for what, a, e in zip(("y", "dx", "dweight", "dbias"), got, expected):
+            rtol, atol = tolerances(dtype)
+            torch.testing.assert_close(a, e, rtol=rtol, atol=atol + (4 * rtol * float(e.abs().max()) if what[0] == "d" else 0),
+                                       msg=what)

@@ -29,6 +29,15 @@ def _tile(ptr, c, l, CPG, L, s_c, s_l):
 
 
 @triton.jit
+def _channel_affine(w_ptr, b_ptr, c0, c, CPG, mean, rstd):
+    """Per channel of the block: weight w, and z = x * a + shift (a = rstd w, shift = b - mean a)."""
+    w = tl.load(w_ptr + c0 + c, mask=c < CPG, other=1.0).to(tl.float32)
+    b = tl.load(b_ptr + c0 + c, mask=c < CPG, other=0.0).to(tl.float32)
+    a = rstd * w
+    return w, a, b - mean * a
+
+
+@triton.jit
 def group_norm_forward_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr,
     C, L, G, CPG, s_n, s_c, s_l, eps,
@@ -58,10 +67,7 @@ def group_norm_forward_kernel(
     tl.store(rstd_ptr + pid, rstd)
     for cb in range(0, CPG, BLOCK_C):
         c = cb + cs
-        w = tl.load(w_ptr + c0 + c, mask=c < CPG, other=1.0).to(tl.float32)
-        b = tl.load(b_ptr + c0 + c, mask=c < CPG, other=0.0).to(tl.float32)
-        a = rstd * w
-        shift_c = b - mean * a
+        w, a, shift_c = _channel_affine(w_ptr, b_ptr, c0, c, CPG, mean, rstd)
         for lb in range(0, L, BLOCK_L):
             ptrs, mask = _tile(x_ptr + base, c, lb + ls, CPG, L, s_c, s_l)
             z = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32) * a[:, None] + shift_c[:, None]
@@ -101,10 +107,7 @@ def group_norm_backward_kernel(
     g2 = 0.0
     for cb in range(0, CPG, BLOCK_C):
         c = cb + cs
-        w = tl.load(w_ptr + c0 + c, mask=c < CPG, other=1.0).to(tl.float32)
-        b = tl.load(b_ptr + c0 + c, mask=c < CPG, other=0.0).to(tl.float32)
-        a = rstd * w
-        shift_c = b - mean * a
+        w, a, shift_c = _channel_affine(w_ptr, b_ptr, c0, c, CPG, mean, rstd)
         sdz = tl.zeros([BLOCK_C, BLOCK_L], dtype=tl.float32)
         sdzx = tl.zeros([BLOCK_C, BLOCK_L], dtype=tl.float32)
         for lb in range(0, L, BLOCK_L):
@@ -125,10 +128,7 @@ def group_norm_backward_kernel(
     k2 = g2 / count
     for cb in range(0, CPG, BLOCK_C):
         c = cb + cs
-        w = tl.load(w_ptr + c0 + c, mask=c < CPG, other=1.0).to(tl.float32)
-        b = tl.load(b_ptr + c0 + c, mask=c < CPG, other=0.0).to(tl.float32)
-        a = rstd * w
-        shift_c = b - mean * a
+        w, a, shift_c = _channel_affine(w_ptr, b_ptr, c0, c, CPG, mean, rstd)
         for lb in range(0, L, BLOCK_L):
             xp, mask = _tile(x_ptr + base, c, lb + ls, CPG, L, s_c, s_l)
             dyp, _ = _tile(dy_ptr + base, c, lb + ls, CPG, L, s_c, s_l)
