@@ -217,7 +217,7 @@ def bench_group_norm(repeats: int) -> list[Row]:
 
     rows = []
     # torch's bf16 GroupNorm rounds to bf16 before its SiLU, ours once after: up to 2 bf16 ulps apart
-    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 1.6e-2)):
+    for dtype, tol in ((torch.float32, 5e-5), (torch.bfloat16, 1.6e-2)):  # fp32: summation order
         for channels, side in b.VAE_LEVELS:
             x, w, bias = b.make_case(channels, side, dtype)
             expected = b.torch_pair(x, w, bias).float()
