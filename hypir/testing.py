@@ -1,6 +1,7 @@
-"""Small SD2-architecture models for tests and benchmarks: the real component classes and layouts
-(4-level VAE, cross-attention UNet with every HYPIR LoRA target, CLIP text encoder and BPE
-tokenizer, SD2.1's DDPM schedule), reduced only in width. Nothing is downloaded."""
+"""Small models for tests and benchmarks: SD2-architecture components (the real component classes
+and layouts: 4-level VAE, cross-attention UNet with every HYPIR LoRA target, CLIP text encoder and
+BPE tokenizer, SD2.1's DDPM schedule) and SD3/Flux.1 denoisers (the real transformer classes),
+reduced only in width. Nothing is downloaded."""
 from __future__ import annotations
 
 import json
@@ -98,3 +99,51 @@ def trained_like_unet(components: Components, spec: LoraSpec = LoraSpec(rank=8),
     add_lora(components.unet, spec)
     randomize_lora(components.unet, seed=seed)
     return components
+
+
+def transformer_config(backbone: str, width: int = 32, layers: int = 2, heads: int = 2, text_width: int = 32) -> dict:
+    """Config of an SD3 (``SD3Transformer2DModel``) or Flux.1 (``FluxTransformer2DModel``) denoiser at
+    reduced width (``width = heads * head dim``): the real classes, every block type (Flux: ``layers``
+    double-stream and ``layers`` single-stream blocks), 16 latent channels."""
+    head_dim = width // heads
+    if backbone == "sd3":
+        return dict(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=layers,
+                    attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=text_width,
+                    caption_projection_dim=width, pooled_projection_dim=text_width, pos_embed_max_size=32)
+    if backbone == "flux":  # packed 2x2 latents: 64 input channels; RoPE axes sum to the head dim
+        rope = (head_dim - 2 * (3 * head_dim // 8), 3 * head_dim // 8, 3 * head_dim // 8)
+        return dict(patch_size=1, in_channels=64, num_layers=layers, num_single_layers=layers,
+                    attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=text_width,
+                    pooled_projection_dim=text_width, guidance_embeds=True, axes_dims_rope=rope)
+    raise ValueError(f"backbone: expected 'sd3' or 'flux', got {backbone!r}")
+
+
+def tiny_transformer(backbone: str, seed: int = 0, **sizes) -> torch.nn.Module:
+    """A random-weight SD3 or Flux denoiser from :func:`transformer_config`."""
+    from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    cls = SD3Transformer2DModel if backbone == "sd3" else FluxTransformer2DModel
+    return cls(**transformer_config(backbone, **sizes))
+
+
+def transformer_inputs(backbone: str, batch: int = 2, latent: int = 8, tokens: int = 7, text_width: int = 32,
+                       seed: int = 0) -> dict:
+    """Keyword inputs of one call of :func:`tiny_transformer`'s model on ``latent`` x ``latent``
+    16-channel latents (Flux: packed into ``(latent / 2)^2`` tokens of 64 channels, with its RoPE ids
+    and guidance), at HYPIR's default noise level."""
+    from .models.flow import FlowOneStep
+
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randn(batch, tokens, text_width, generator=g)
+    pooled = torch.randn(batch, text_width, generator=g)
+    timestep = FlowOneStep(backbone=backbone).timestep(batch)
+    if backbone == "sd3":
+        return dict(hidden_states=torch.randn(batch, 16, latent, latent, generator=g), encoder_hidden_states=text,
+                    pooled_projections=pooled, timestep=timestep)
+    side = latent // 2
+    ids = torch.zeros(side, side, 3)
+    ids[..., 1], ids[..., 2] = torch.arange(side)[:, None], torch.arange(side)[None, :]
+    return dict(hidden_states=torch.randn(batch, side * side, 64, generator=g), encoder_hidden_states=text,
+                pooled_projections=pooled, timestep=timestep, img_ids=ids.reshape(-1, 3),
+                txt_ids=torch.zeros(tokens, 3), guidance=torch.full((batch,), 3.5))

@@ -20,6 +20,17 @@ from .texture import TEXTURE_PREFIX, attach_texture_embedding, has_texture_embed
 HYPIR_TARGETS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
                  "proj_in", "proj_out", "ff.net.2", "ff.net.0.proj")
 
+# Transformer backbones (issue 24): the released SD2 recipe carried over -- every layer of every
+# block (attention and MLP, of the image and the text stream) and the output projection, not the
+# time/text embedders or the input projection. adaLN modulation (``norm1.linear``,
+# ``norm1_context.linear``, ``norm.linear``) is left out as SD2's time embedding is: at HYPIR's fixed
+# noise level its input varies only with the pooled prompt. ``LoraSpec(targets=...)`` changes it.
+SD3_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
+               "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_out")
+FLUX_TARGETS = SD3_TARGETS + ("proj_mlp",)  # Flux's single-stream blocks: fused q/k/v + MLP in, proj_out out
+# SDXL's UNet has SD2's module names.
+BACKBONE_TARGETS = {"sd2": HYPIR_TARGETS, "sdxl": HYPIR_TARGETS, "sd3": SD3_TARGETS, "flux": FLUX_TARGETS}
+
 
 @dataclass(frozen=True)
 class LoraSpec:
@@ -39,7 +50,8 @@ class LoraSpec:
 
 
 def add_lora(unet: torch.nn.Module, spec: LoraSpec = LoraSpec()) -> torch.nn.Module:
-    """Add the LoRA adapter to a diffusers UNet in place (``unet.add_adapter``); returns ``unet``."""
+    """Add the LoRA adapter to a diffusers UNet (or transformer: use the spec's targets from
+    :data:`BACKBONE_TARGETS`) in place (``add_adapter``); returns it."""
     unet.add_adapter(spec.config())
     return unet
 
