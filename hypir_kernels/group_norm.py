@@ -131,6 +131,9 @@ def _forward_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor
                 silu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, mean [N, G], rstd [N, G]); statistics float32 (float64 for float64 x)."""
     _check(x, groups, weight, bias, eps)
+    if x.numel() == 0:  # nothing to normalise (and no group to reshape into): empty output, zero statistics
+        stats = x.new_zeros((x.shape[0], groups), dtype=_stats_dtype(x))
+        return torch.empty_like(x), stats, stats.clone()
     return backend.dispatch("group_norm_silu", x.device)(x, weight, bias, groups, eps, silu)
 
 
@@ -153,6 +156,9 @@ def _backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | Non
         check_tensor(name, t, dims=2, dtypes=(_stats_dtype(x),), device=x.device)
         if tuple(t.shape) != (x.shape[0], groups):
             raise ValueError(f"{name}: expected [N, G] = [{x.shape[0]}, {groups}], got {tuple(t.shape)}")
+    if x.numel() == 0:
+        zero = [x.new_zeros((0,)) if t is None else torch.zeros_like(t) for t in (weight, bias)]
+        return torch.empty_like(x), zero[0], zero[1]
     return backend.dispatch("group_norm_silu_backward", x.device)(grad, x, weight, bias, mean, rstd, groups, eps, silu)
 
 

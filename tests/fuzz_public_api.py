@@ -398,10 +398,42 @@ def t_op_lora_conv2d_weight(draw):
     return Case(lib("lora_conv2d_weight"), dict(a, stride=[1, 1], padding=[0, 0], dilation=[1, 1]))
 
 
+def t_group_norm_silu(draw):
+    groups, per_group = draw(st.integers(1, 3)), draw(st.integers(0, 3))
+    shape = [draw(st.integers(0, 3)), groups * per_group] + sizes(draw, draw(st.integers(0, 3)), hi=5)
+    x = tensor(draw, shape, draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16, torch.float64])))
+    if x.dim() == 4 and draw(st.booleans()):
+        x = x.contiguous(memory_format=torch.channels_last)
+    affine = draw(st.booleans())
+    w, b = (tensor(draw, [shape[1]]), tensor(draw, [shape[1]])) if affine else (None, None)
+    return Case(hk.group_norm_silu, dict(x=x, num_groups=groups, weight=w, bias=b, eps=1e-5, silu=draw(st.booleans())))
+
+
+def t_op_group_norm_silu(draw):
+    c = t_group_norm_silu(draw).args
+    return Case(lib("group_norm_silu"), dict(x=c["x"], weight=c["weight"], bias=c["bias"], groups=c["num_groups"],
+                                             eps=1e-5, silu=c["silu"]))
+
+
+def t_op_group_norm_silu_backward(draw, kernel_op=False):
+    c = t_group_norm_silu(draw).args
+    x, groups = c["x"], c["num_groups"]
+    stats = [tensor(draw, [x.shape[0], groups], torch.float64 if x.dtype == torch.float64 and not kernel_op else torch.float32)
+             for _ in range(2)]
+    return Case(lib("_group_norm_silu_backward" if kernel_op else "group_norm_silu_backward"),
+                dict(grad=tensor(draw, list(x.shape), x.dtype), x=x, weight=c["weight"], bias=c["bias"], mean=stats[0],
+                     rstd=stats[1].abs(), groups=groups, eps=1e-5, silu=c["silu"]))
+
+
 def t_kernel_ops(draw):
     """The C++ kernel ops behind the library ops (also reachable as ``torch.ops.hypir_kernels._*``)."""
-    which = draw(st.sampled_from(["_add_noise", "_apply_mask", "_separable_filter", "_blend_tiles", "_filter2d_fft"]))
-    if which == "_add_noise":
+    which = draw(st.sampled_from(["_add_noise", "_apply_mask", "_separable_filter", "_blend_tiles", "_filter2d_fft",
+                                  "_group_norm_silu", "_group_norm_silu_backward"]))
+    if which == "_group_norm_silu":
+        c = t_op_group_norm_silu(draw).args
+    elif which == "_group_norm_silu_backward":
+        return t_op_group_norm_silu_backward(draw, kernel_op=True)
+    elif which == "_add_noise":
         c = t_op_add_noise(draw).args
     elif which == "_apply_mask":
         c = t_op_apply_mask(draw).args
@@ -548,7 +580,7 @@ PUBLIC = {
     "lora_linear": t_lora_linear, "lora_conv2d": t_lora_conv2d, "mri_forward": lambda d: t_mri(d, "forward"),
     "mri_adjoint": lambda d: t_mri(d, "adjoint"), "mri_normal": lambda d: t_mri(d, "normal"),
     "mri_column_mask": t_mri_column_mask, "mri_further_mask": t_mri_further_mask, "plan_tiles": t_plan_tiles,
-    "tiled_apply": t_tiled_apply, "operators": t_operators,
+    "tiled_apply": t_tiled_apply, "operators": t_operators, "group_norm_silu": t_group_norm_silu,
     # hypir's data pipeline (training inputs come from users' files)
     "hypir.degrade": t_hypir_degrade, "hypir.jpeg": t_hypir_jpeg, "hypir.random_kernels": t_hypir_kernels,
     "hypir.generated_image": t_hypir_generated_image, "hypir.texture_richness": t_hypir_texture_richness,
@@ -564,6 +596,7 @@ LIBRARY_OPS = {
     "op.separable_filter": t_op_separable_filter, "op.lora_linear_activation": t_op_lora_linear_activation,
     "op.lora_linear_activation_backward": t_op_lora_linear_activation_backward, "op.lora_linear_weight": t_op_lora_linear_weight,
     "op.lora_conv2d_activation": t_op_lora_conv2d_activation, "op.lora_conv2d_weight": t_op_lora_conv2d_weight,
+    "op.group_norm_silu": t_op_group_norm_silu, "op.group_norm_silu_backward": t_op_group_norm_silu_backward,
     "op.kernels": t_kernel_ops,
 }
 TARGETS = {**PUBLIC, **LIBRARY_OPS}
