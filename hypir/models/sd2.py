@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .backbones import check_supported
+
 SUBFOLDERS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
 # What each subfolder must contain for from_pretrained to load it without a network: any one of
 # the alternatives (the tokenizer as released, vocab + merges, or as transformers 5 writes it).
@@ -60,11 +62,13 @@ class Components:
 
 
 def check_model_dir(path: str | os.PathLike) -> Path:
-    """Raise ``FileNotFoundError`` naming what is missing from a diffusers SD2 directory."""
+    """Raise ``FileNotFoundError`` naming what is missing from a diffusers SD2 directory (``ValueError``
+    for a directory of another backbone, :func:`hypir.models.backbones.check_supported`)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"base_model: {str(path)!r} is not a directory (expected a local diffusers "
                                 f"SD2.1-base directory with {', '.join(s + '/' for s in SUBFOLDERS)})")
+    check_supported(path)  # an SDXL/SD3/Flux directory is named as such, not as one lacking unet/
     missing = []
     for sub, alternatives in _REQUIRED_FILES.items():
         if not any(all((path / sub / f).is_file() for f in files) for files in alternatives):
