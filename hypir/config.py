@@ -150,6 +150,9 @@ def _convert(tp, value, key: str, base=None):
         raise ValueError(f"{key}: " + " or ".join(dict.fromkeys(errors)))
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
+            # YAML 1.1 reads an unquoted no/off (yes/on) as a bool: take it as the choice it spells
+            value = next((c for c in (("no", "off", "false") if not value else ("yes", "on", "true")) if c in choices), value)
         if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices if c == value):
             raise ValueError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
         return value

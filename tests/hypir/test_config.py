@@ -82,3 +82,14 @@ def test_load_yaml(tmp_path):
     assert "\n" not in str(e.value)  # one line for the command line
     with pytest.raises(FileNotFoundError, match="config"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_yaml_booleans_spelling_a_literal_choice_are_taken_as_it():
+    """``mixed_precision: no`` in YAML (1.1) arrives as False: it means the choice "no"."""
+    from hypir.train.config import RunConfig
+
+    assert parse(RunConfig, {"mixed_precision": False}).mixed_precision == "no"
+    with pytest.raises(ValueError, match="mixed_precision: expected one of"):
+        parse(RunConfig, {"mixed_precision": True})  # no "yes"/"on"/"true" choice: still refused
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        parse(Outer, {"name": "x", "mode": False})
