@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Restore images with a HYPIR checkpoint on an SD2.1-base model.")
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     r.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the restored PNGs")
-    r.add_argument("--base-model", required=True, metavar="DIR", help="local diffusers SD2.1-base directory")
+    r.add_argument("--base-model", required=True, metavar="DIR", help="local diffusers SD2.x or SDXL base directory")
     r.add_argument("--weights", required=True, metavar="FILE", help="HYPIR checkpoint (.safetensors or .pth)")
     r.add_argument("--encoder", default=None, metavar="FILE",
                    help="degradation pre-removal encoder from a stage-1 `hypir train` run (stage=encoder)")

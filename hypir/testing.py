@@ -84,6 +84,37 @@ def tiny_components(tokenizer_dir: str | os.PathLike, seed: int = 0, **widths) -
                             seed=seed)
 
 
+def sdxl_configs(unet_width: int = 32, vae_width: int = 8, text_width: int = 32, heads: int = 2,
+                 sample_size: int = 8) -> dict:
+    """Configs of SDXL's architecture at reduced width: UNet blocks ``w, 2w, 4w`` (no attention at the
+    first level, 1 and 2 transformer layers below), the added text/time embedding (pooled text of the
+    second encoder + 6 micro-conditioning numbers), cross-attention over both text encoders' states
+    side by side; SDXL's VAE scaling 0.13025; two 2-layer CLIP text encoders, the second with a
+    projection (SDXL's OpenCLIP-bigG slot)."""
+    sd2 = sd2_configs(unet_width, vae_width, text_width, heads, sample_size)
+    time_dim = 8
+    unet = dict(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(unet_width, 2 * unet_width, 4 * unet_width),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2), cross_attention_dim=2 * text_width,
+        attention_head_dim=(heads, 2 * heads, 4 * heads), use_linear_projection=True, norm_num_groups=min(32, unet_width),
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=text_width + 6 * time_dim,
+    )
+    return dict(unet=unet, vae={**sd2["vae"], "scaling_factor": 0.13025}, text_encoder=sd2["text_encoder"],
+                text_encoder_2={**sd2["text_encoder"], "projection_dim": text_width})
+
+
+def tiny_sdxl_components(tokenizer_dir: str | os.PathLike, seed: int = 0, **widths) -> Components:
+    """Random-weight SDXL-architecture components (see :func:`sdxl_configs`)."""
+    cfg = sdxl_configs(**widths)
+    tokenizer = load_tokenizer(write_tokenizer(tokenizer_dir))
+    return build_components(cfg["vae"], cfg["unet"], cfg["text_encoder"], tokenizer, seed=seed,
+                            text_encoder_2=cfg["text_encoder_2"], tokenizer_2=load_tokenizer(tokenizer_dir))
+
+
 def randomize_lora(unet: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:
     """Give every LoRA ``B`` (zero after peft's gaussian init) random values, so the adapter
     changes the output the way a trained one does."""

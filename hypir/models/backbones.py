@@ -1,8 +1,8 @@
 """Which diffusion backbone a local diffusers directory holds (issue 24).
 
-HYPIR runs and trains on SD2.x here; the paper's other backbones (SDXL, SD3/SD3.5, Flux.1) are in
-progress (docs/backbones.md). A directory of one of those is recognised and refused with that
-said, instead of failing on a missing ``unet/``.
+HYPIR runs and trains on SD2.x here and restores with SDXL; the paper's other backbones (SD3/SD3.5,
+Flux.1) are in progress (docs/backbones.md). A directory of one of those is recognised and refused
+with that said, instead of failing on a missing ``unet/``.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-SUPPORTED = ("sd2",)
+SUPPORTED = ("sd2", "sdxl")
 # model_index.json's pipeline class -> backbone
 PIPELINES = {
     "StableDiffusionPipeline": "sd2", "StableDiffusionImg2ImgPipeline": "sd2", "StableDiffusionUpscalePipeline": "sd2",
@@ -53,5 +53,5 @@ def check_supported(path: str | os.PathLike, what: str = "base_model") -> None:
     """Raise a ``ValueError`` naming ``what`` when ``path`` holds a backbone this version cannot run."""
     found = detect_backbone(path)
     if found is not None and found not in SUPPORTED:
-        raise ValueError(f"{what}: {str(path)!r} holds a {NAMES[found]} model; HYPIR runs on SD2.x bases here "
-                         f"(SDXL, SD3 and Flux.1 are in progress: docs/backbones.md)")
+        raise ValueError(f"{what}: {str(path)!r} holds a {NAMES[found]} model; HYPIR runs on SD2.x and SDXL bases "
+                         f"here (SD3 and Flux.1 are in progress: docs/backbones.md)")

@@ -34,12 +34,14 @@ class OneStep:
         self.sqrt_abar, self.sqrt_1m_abar = float(abar.sqrt()), float((1 - abar).sqrt())
 
     def __call__(self, unet: torch.nn.Module, z: torch.Tensor, text: torch.Tensor,
-                 texture: torch.Tensor | None = None) -> torch.Tensor:
-        """``text`` ``[1 or B, 77, D]``; ``texture`` ``[1 or B]`` richness or None."""
+                 texture: torch.Tensor | None = None, added: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``text`` ``[1 or B, 77, D]``; ``texture`` ``[1 or B]`` richness or None; ``added``: SDXL's
+        added conditions (``text_embeds`` ``[1 or B, P]``, ``time_ids`` ``[1 or B, 6]``) or None."""
         n = z.shape[0]
         t = torch.full((n,), self.model_t, device=z.device, dtype=torch.long)
         labels = texture.expand(n) if texture is not None else None
-        out = unet(z, t, encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels).sample
+        kwargs = {} if added is None else {"added_cond_kwargs": {k: v.expand(n, -1) for k, v in added.items()}}
+        out = unet(z, t, encoder_hidden_states=text.expand(n, -1, -1), class_labels=labels, **kwargs).sample
         a, b = self.sqrt_abar, self.sqrt_1m_abar
         zf, outf = z.float(), out.float()  # in fp32 whatever the run dtype (a no-op in fp32 runs)
         x0 = (zf - b * outf) / a if self.prediction == "epsilon" else a * zf - b * outf

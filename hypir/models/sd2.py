@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from .backbones import check_supported
+from .backbones import check_supported, detect_backbone
 
 SUBFOLDERS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
+SDXL_SUBFOLDERS = SUBFOLDERS + ("text_encoder_2", "tokenizer_2")  # SDXL adds OpenCLIP-bigG and its tokenizer
 # What each subfolder must contain for from_pretrained to load it without a network: any one of
 # the alternatives (the tokenizer as released, vocab + merges, or as transformers 5 writes it).
 _REQUIRED_FILES = {
@@ -25,6 +26,8 @@ _REQUIRED_FILES = {
     "tokenizer": [("vocab.json", "merges.txt"), ("tokenizer.json",)],
     "scheduler": [("scheduler_config.json",)],
 }
+_REQUIRED_FILES_SDXL = {**_REQUIRED_FILES, "text_encoder_2": _REQUIRED_FILES["text_encoder"],
+                        "tokenizer_2": _REQUIRED_FILES["tokenizer"]}
 
 # SD2.1-base's noise schedule (DDPM, epsilon prediction).
 SD21_SCHEDULER = dict(
@@ -35,13 +38,22 @@ SD21_SCHEDULER = dict(
 
 @dataclass
 class Components:
-    """The five SD2 parts a restorer needs (diffusers / transformers objects)."""
+    """The five SD2 parts a restorer needs (diffusers / transformers objects); SDXL adds its second
+    text encoder (``CLIPTextModelWithProjection``) and tokenizer, and a UNet with SDXL's added
+    text/time embedding."""
 
     vae: torch.nn.Module
     unet: torch.nn.Module
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler: object
+    text_encoder_2: torch.nn.Module | None = None
+    tokenizer_2: object | None = None
+
+    @property
+    def backbone(self) -> str:
+        """``"sdxl"`` with a second text encoder, else ``"sd2"``."""
+        return "sdxl" if self.text_encoder_2 is not None else "sd2"
 
     @property
     def vae_scale(self) -> int:
@@ -56,7 +68,7 @@ class Components:
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write a diffusers-format directory (the layout :func:`load_components` reads)."""
         path = Path(path)
-        for name in SUBFOLDERS:
+        for name in SDXL_SUBFOLDERS if self.backbone == "sdxl" else SUBFOLDERS:
             getattr(self, name).save_pretrained(path / name)
         return path
 
@@ -68,9 +80,10 @@ def check_model_dir(path: str | os.PathLike) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"base_model: {str(path)!r} is not a directory (expected a local diffusers "
                                 f"SD2.1-base directory with {', '.join(s + '/' for s in SUBFOLDERS)})")
-    check_supported(path)  # an SDXL/SD3/Flux directory is named as such, not as one lacking unet/
+    check_supported(path)  # an SD3/Flux directory is named as such, not as one lacking unet/
     missing = []
-    for sub, alternatives in _REQUIRED_FILES.items():
+    required = _REQUIRED_FILES_SDXL if detect_backbone(path) == "sdxl" else _REQUIRED_FILES
+    for sub, alternatives in required.items():
         if not any(all((path / sub / f).is_file() for f in files) for files in alternatives):
             missing.append(" or ".join("+".join(f"{sub}/{f}" for f in files) for files in alternatives))
     if missing:
@@ -83,11 +96,12 @@ def load_components(path: str | os.PathLike) -> Components:
     """Load the SD2 components from a local diffusers directory in float32 (no download: every
     ``from_pretrained`` runs with ``local_files_only=True``)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from ..files import FileFormatError, check_safetensors
 
     path = check_model_dir(path)
+    sdxl = detect_backbone(path) == "sdxl"
     for weights in sorted(path.glob("*/*.safetensors")):  # a truncated part is named, not left to the loaders
         check_safetensors(weights, "base_model", f"the {weights.parent.name} weights of a diffusers SD2.1-base directory")
     kw = dict(local_files_only=True)
@@ -104,18 +118,23 @@ def load_components(path: str | os.PathLike) -> Components:
         unet=part("unet", lambda p: UNet2DConditionModel.from_pretrained(p, torch_dtype=torch.float32, **kw).eval()),
         text_encoder=part("text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=torch.float32, **kw).eval()),
         tokenizer=part("tokenizer", lambda p: CLIPTokenizer.from_pretrained(p, **kw)),
-        # SD2.1-base ships a PNDM config; its betas are the DDPM ones the one-step formula needs.
+        # SD2.1-base ships a PNDM config, SDXL an Euler one; their betas are the DDPM ones the
+        # one-step formula needs.
         scheduler=part("scheduler", lambda p: DDPMScheduler.from_pretrained(p, **kw)),
+        text_encoder_2=part("text_encoder_2", lambda p: CLIPTextModelWithProjection.from_pretrained(
+            p, dtype=torch.float32, **kw).eval()) if sdxl else None,
+        tokenizer_2=part("tokenizer_2", lambda p: CLIPTokenizer.from_pretrained(p, **kw)) if sdxl else None,
     )
 
 
 def build_components(vae: dict, unet: dict, text_encoder: dict, tokenizer, scheduler: dict | None = None,
-                     seed: int = 0) -> Components:
+                     seed: int = 0, text_encoder_2: dict | None = None, tokenizer_2=None) -> Components:
     """Components with random weights from configs (diffusers ``AutoencoderKL`` /
     ``UNet2DConditionModel`` kwargs, a transformers ``CLIPTextConfig`` kwargs dict) and a
-    tokenizer object; ``scheduler`` defaults to SD2.1-base's."""
+    tokenizer object; ``scheduler`` defaults to SD2.1-base's. SDXL: ``text_encoder_2`` (a
+    ``CLIPTextConfig`` dict for ``CLIPTextModelWithProjection``) and ``tokenizer_2``."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     return Components(
@@ -124,6 +143,9 @@ def build_components(vae: dict, unet: dict, text_encoder: dict, tokenizer, sched
         text_encoder=CLIPTextModel(CLIPTextConfig(**text_encoder)).eval(),
         tokenizer=tokenizer,
         scheduler=DDPMScheduler(**(scheduler or SD21_SCHEDULER)),
+        text_encoder_2=None if text_encoder_2 is None else CLIPTextModelWithProjection(
+            CLIPTextConfig(**text_encoder_2)).eval(),
+        tokenizer_2=tokenizer_2,
     )
 
 

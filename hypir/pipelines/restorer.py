@@ -96,8 +96,9 @@ class Restorer:
         if merge and _has_lora(components.unet):
             hypir_lora.merge_and_unload(components.unet)  # in the load precision, before any cast
             self.merged = True
-        for m in (components.vae, components.unet, components.text_encoder):
-            m.to(self.device, self.dtype).eval().requires_grad_(False)
+        for m in (components.vae, components.unet, components.text_encoder, components.text_encoder_2):
+            if m is not None:
+                m.to(self.device, self.dtype).eval().requires_grad_(False)
         # channels_last: oneDNN (CPU) and cuDNN run these convolutions faster in NHWC (measured on
         # the 2-core CPU at the benchmark's widths: VAE decode 8.2 -> 6.2 s, encode 4.5 -> 3.6 s).
         # The released preset keeps torch's default layout: on the tiny test model, channels-last
@@ -115,7 +116,7 @@ class Restorer:
             from hypir_kernels.diffusers import use_attention
 
             use_attention(components.unet)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._memory_models: dict[str, MemoryModel] = {}
         self._warned_texture = False
         self.last: RestoreInfo | None = None
@@ -170,15 +171,32 @@ class Restorer:
 
     @torch.inference_mode()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """``[1, 77, D]`` text-encoder states of ``prompt`` (cached)."""
+        """``[1, 77, D]`` text-encoder states of ``prompt`` (cached). SDXL: both encoders'
+        penultimate states side by side (``D = D1 + D2``), as diffusers' SDXL pipeline."""
+        return self._conditioning(prompt)[0]
+
+    def _conditioning(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(text states, SDXL's pooled ``[1, P]`` text embedding or None), cached per prompt."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt: expected a str, got {type(prompt).__name__}")
         if prompt not in self._text_cache:
-            tok = self.components.tokenizer
-            ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids.to(self.device)
-            self._text_cache[prompt] = self.components.text_encoder(ids)[0].to(self.dtype)
+            with torch.inference_mode():
+                self._text_cache[prompt] = self._encode_text(prompt)
         return self._text_cache[prompt]
+
+    def _encode_text(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        c = self.components
+
+        def ids(tok):
+            return tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids.to(self.device)
+
+        if c.backbone == "sd2":
+            return c.text_encoder(ids(c.tokenizer))[0].to(self.dtype), None
+        first = c.text_encoder(ids(c.tokenizer), output_hidden_states=True)
+        second = c.text_encoder_2(ids(c.tokenizer_2), output_hidden_states=True)
+        text = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        return text.to(self.dtype), second.text_embeds.to(self.dtype)
 
     def _encode_fn(self, generator: torch.Generator | None):
         vae = self.components.vae
@@ -193,9 +211,19 @@ class Restorer:
 
         return encode
 
-    def _unet_fn(self, text: torch.Tensor, texture: torch.Tensor | None):
-        unet = self.components.unet
-        return lambda z: self.one_step(unet, z.contiguous(memory_format=self._layout), text, texture)
+    def _unet_fn(self, conditioning: tuple[torch.Tensor, torch.Tensor | None], texture: torch.Tensor | None):
+        unet, scale = self.components.unet, self.components.vae_scale
+        text, pooled = conditioning
+
+        def run(z: torch.Tensor) -> torch.Tensor:
+            added = None
+            if pooled is not None:  # SDXL's micro-conditioning: the tile's own size, uncropped
+                h, w = z.shape[-2] * scale, z.shape[-1] * scale
+                added = {"text_embeds": pooled,
+                         "time_ids": torch.tensor([[h, w, 0, 0, h, w]], device=z.device, dtype=pooled.dtype)}
+            return self.one_step(unet, z.contiguous(memory_format=self._layout), text, texture, added)
+
+        return run
 
     def _decode_fn(self):
         vae = self.components.vae
@@ -212,7 +240,7 @@ class Restorer:
                 unit, channels, fn = 8 * c.vae_scale, 3, self._encode_fn(None)
             else:
                 unit, channels = 8, c.unet.config.in_channels
-                fn = self._unet_fn(self.encode_prompt(""), self._probe_texture()) if pass_name == "unet" else self._decode_fn()
+                fn = self._unet_fn(self._conditioning(""), self._probe_texture()) if pass_name == "unet" else self._decode_fn()
 
             def make_input(s):
                 return torch.randn(1, channels, s, s, device=self.device, dtype=self.dtype)
@@ -329,7 +357,7 @@ class Restorer:
             z = z + noise * torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z)
         richness = self._texture(texture, lq)
         tex = torch.tensor([richness], device=self.device) if richness is not None else None
-        x0 = self._run(self._unet_fn(self.encode_prompt(prompt), tex), z, plans["unet"], 1, progress, seconds, "unet")
+        x0 = self._run(self._unet_fn(self._conditioning(prompt), tex), z, plans["unet"], 1, progress, seconds, "unet")
         y = self._run(self._decode_fn(), x0, plans["decode"], c.vae_scale, progress, seconds, "decode")
         y = (y[:, :, :wh, :ww].float() + 1) / 2
         if preset.clamp_decoded:

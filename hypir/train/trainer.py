@@ -164,7 +164,11 @@ class HypirTrainer(TrainLoop):
 
         m = self.cfg.model
         if m.tiny is None:
-            return load_components(m.base_model)
+            components = load_components(m.base_model)
+            if components.backbone != "sd2":  # the one-step call, losses and export are SD2's here
+                raise ValueError(f"model.base_model: {m.base_model!r} holds an SDXL model; HYPIR trains on SD2.x "
+                                 f"bases here (SDXL restores; its training is in progress: docs/backbones.md)")
+            return components
         from ..testing import tiny_components
 
         t = m.tiny

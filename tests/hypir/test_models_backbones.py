@@ -1,6 +1,7 @@
 """hypir.models.backbones: a diffusers directory's backbone is recognised, and one this version
 cannot run (SDXL, SD3, Flux.1) is refused with that said by the restorer's loader and the CLI."""
 import json
+import re
 
 import pytest
 
@@ -38,10 +39,10 @@ def test_an_unparsable_model_index_falls_back_to_the_denoiser(tmp_path):
     assert detect_backbone(tmp_path) == "sd3"
 
 
-@pytest.mark.parametrize("pipeline,name", [("StableDiffusionXLPipeline", "SDXL"), ("FluxPipeline", "Flux.1")])
+@pytest.mark.parametrize("pipeline,name", [("StableDiffusion3Pipeline", "SD3/SD3.5"), ("FluxPipeline", "Flux.1")])
 def test_other_backbones_are_refused_by_name(tmp_path, pipeline, name, capsys):
     _write(tmp_path, "model_index.json", {"_class_name": pipeline})
-    with pytest.raises(ValueError, match=f"^base_model: .* holds a {name} model"):
+    with pytest.raises(ValueError, match=f"^base_model: .* holds a {re.escape(name)} model"):
         load_components(tmp_path)
     import torch
     from PIL import Image
@@ -53,3 +54,9 @@ def test_other_backbones_are_refused_by_name(tmp_path, pipeline, name, capsys):
     assert main(["restore", str(image), "-o", str(tmp_path / "out"), "--base-model", str(tmp_path),
                  "--weights", str(weights), "--quiet"]) == 2
     assert f"holds a {name} model" in capsys.readouterr().err
+
+
+def test_an_sdxl_directory_must_hold_its_second_text_encoder(tmp_path):
+    _write(tmp_path, "model_index.json", {"_class_name": "StableDiffusionXLPipeline"})
+    with pytest.raises(FileNotFoundError, match="text_encoder_2/config.json.*tokenizer_2/"):
+        load_components(tmp_path)

@@ -135,7 +135,7 @@ def test_memory_budget_bounds_every_pass(restorer):
     size = {"encode": 192, "unet": 24, "decode": 24}  # the padded 192 px image, in each pass's units
     calls = {
         "encode": (restorer._encode_fn(None), 3),
-        "unet": (restorer._unet_fn(restorer.encode_prompt(""), None), 4),
+        "unet": (restorer._unet_fn(restorer._conditioning(""), None), 4),
         "decode": (restorer._decode_fn(), 4),
     }
     with torch.inference_mode():
