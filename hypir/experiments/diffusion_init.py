@@ -129,7 +129,7 @@ def train_diffusion(out: Path, data: Path, vae, steps: int, batch: int, seed: in
 
     from ..data.dataset import ImageDataset
     from ..testing import load_tokenizer, sd2_configs, write_tokenizer
-    from ..models.sd2 import build_components
+    from ..models.components import build_components
 
     done, rand = out / "base_diffusion", out / "base_random"
     if (done / "unet" / "config.json").is_file() and (rand / "unet" / "config.json").is_file():
@@ -342,7 +342,7 @@ def main(argv=None) -> None:
     for name, base in bases.items():
         curves[name] = run_arm(name, base, out, data, args)
         _log(f"arm {name} done ({time.perf_counter() - t0:.0f} s)")
-    from ..models.sd2 import load_components
+    from ..models.components import load_components
     from ..data.realesrgan import DegradationConfig
 
     report(out, data, curves, load_components(bases["diffusion"]).vae, DegradationConfig(scale=4))

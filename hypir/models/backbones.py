@@ -1,16 +1,31 @@
-"""Which diffusion backbone a local diffusers directory holds (issue 24).
+"""The backbones HYPIR runs on (paper §4.3: SD2, SDXL, SD3, Flux.1) behind one interface.
 
-HYPIR runs and trains on SD2.x here and restores with SDXL; the paper's other backbones (SD3/SD3.5,
-Flux.1) are in progress (docs/backbones.md). A directory of one of those is recognised and refused
-with that said, instead of failing on a missing ``unet/``.
+:func:`detect_backbone` says which one a local diffusers directory holds. :class:`Backbone` (made by
+:func:`make_backbone` from :class:`hypir.models.components.Components`) is everything the restorer
+and the trainer do differently per backbone:
+
+* the text conditioning of a prompt (:meth:`Backbone.encode_text`: the states the denoiser
+  attends to and, except SD2, a pooled embedding), encoded as diffusers' pipelines do;
+* the latent space (:meth:`~Backbone.to_latent` / :meth:`~Backbone.from_latent`: the VAE's
+  ``scaling_factor`` and, SD3/Flux, ``shift_factor``);
+* the one step (:meth:`Backbone.__call__`): SD2/SDXL the DDPM formula
+  (:class:`hypir.models.onestep.OneStep`), SD3/Flux the flow-matching one
+  (:class:`hypir.models.flow.FlowOneStep`) at ``sigma = model_t / 1000``, with the denoiser's
+  inputs in each backbone's form (SDXL's added text/time embedding; Flux's packed 2x2 latents,
+  RoPE ids and guidance);
+* the texture-richness embedding's place (``class_labels``: the UNet's class embedding, the
+  transformers' time embedding, :func:`hypir.models.texture.attach_texture_embedding`).
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED = ("sd2", "sdxl")
+import torch
+
+SUPPORTED = ("sd2", "sdxl", "sd3", "flux")
 # model_index.json's pipeline class -> backbone
 PIPELINES = {
     "StableDiffusionPipeline": "sd2", "StableDiffusionImg2ImgPipeline": "sd2", "StableDiffusionUpscalePipeline": "sd2",
@@ -53,5 +68,288 @@ def check_supported(path: str | os.PathLike, what: str = "base_model") -> None:
     """Raise a ``ValueError`` naming ``what`` when ``path`` holds a backbone this version cannot run."""
     found = detect_backbone(path)
     if found is not None and found not in SUPPORTED:
-        raise ValueError(f"{what}: {str(path)!r} holds a {NAMES[found]} model; HYPIR runs on SD2.x and SDXL bases "
-                         f"here (SD3 and Flux.1 are in progress: docs/backbones.md)")
+        raise ValueError(f"{what}: {str(path)!r} holds a {NAMES[found]} model, which HYPIR does not run")
+
+
+FLUX_GUIDANCE = 3.5  # diffusers' FluxPipeline default, for guidance-distilled Flux.1 [dev] models
+
+
+@dataclass
+class TextConditioning:
+    """A prompt's conditioning: ``text`` ``[B, L, D]`` states the denoiser attends to; ``pooled``
+    ``[B, P]`` (SDXL, SD3, Flux) or None (SD2)."""
+
+    text: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+    def to(self, *args, **kwargs) -> TextConditioning:
+        return TextConditioning(self.text.to(*args, **kwargs), None if self.pooled is None else self.pooled.to(*args, **kwargs))
+
+    def expand(self, n: int) -> TextConditioning:
+        """Batch ``n`` from batch 1 (or n)."""
+        return TextConditioning(self.text.expand(n, -1, -1), None if self.pooled is None else self.pooled.expand(n, -1))
+
+    @staticmethod
+    def cat(items: list[TextConditioning]) -> TextConditioning:
+        pooled = None if items[0].pooled is None else torch.cat([c.pooled for c in items])
+        return TextConditioning(torch.cat([c.text for c in items]), pooled)
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _token_ids(tokenizer, prompt: str, max_length: int, device) -> torch.Tensor:
+    return tokenizer(prompt, padding="max_length", max_length=max_length, truncation=True,
+                     return_tensors="pt").input_ids.to(device)
+
+
+def _clip_states(encoder, tokenizer, prompt: str):
+    """(penultimate hidden states, first output) of a CLIP text encoder, as diffusers' SDXL/SD3 pipelines take them."""
+    out = encoder(_token_ids(tokenizer, prompt, tokenizer.model_max_length, _device(encoder)), output_hidden_states=True)
+    return out.hidden_states[-2], out[0]
+
+
+class Backbone:
+    """One backbone's conditioning, latent space and one step (see the module docstring).
+
+    Args:
+        components: the backbone's parts.
+        model_t: the timestep the denoiser is called at (SD2/SDXL: of 1000 DDPM steps; SD3/Flux:
+            ``sigma = model_t / 1000``).
+        coeff_t: SD2/SDXL: the timestep whose ``abar`` turns the prediction into ``x0``; SD3/Flux
+            have no such choice and require ``coeff_t == model_t``.
+    """
+
+    name = "sd2"
+
+    def __init__(self, components, model_t: int = 200, coeff_t: int = 200):
+        self.components = components
+        self.model_t, self.coeff_t = model_t, coeff_t
+
+    # ---- the denoiser and the latent space ----------------------------------------------------
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.components.denoiser
+
+    @property
+    def latent_channels(self) -> int:
+        return self.components.vae.config.latent_channels
+
+    @property
+    def native_size(self) -> int:
+        """The short side in pixels the model works best at (images smaller are enlarged to it)."""
+        return self.components.unet.config.sample_size * self.components.vae_scale
+
+    @property
+    def max_latent(self) -> int | None:
+        """The largest latent side the denoiser takes (SD3's position embedding), or None."""
+        return None
+
+    def to_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """VAE latent -> the denoiser's: ``(z - shift_factor) * scaling_factor``."""
+        cfg = self.components.vae.config
+        shift = getattr(cfg, "shift_factor", None)
+        return (z if shift is None else z - shift) * cfg.scaling_factor
+
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The denoiser's latent -> the VAE's: ``z / scaling_factor + shift_factor``."""
+        cfg = self.components.vae.config
+        shift = getattr(cfg, "shift_factor", None)
+        z = z / cfg.scaling_factor
+        return z if shift is None else z + shift
+
+    def add_noise(self, z: torch.Tensor, eps: torch.Tensor, strength: float) -> torch.Tensor:
+        """The restorer's generativity control: ``z + strength * eps`` before the one step."""
+        return z + strength * eps
+
+    # ---- conditioning -------------------------------------------------------------------------
+
+    def encode_text(self, prompt: str) -> TextConditioning:
+        """Batch-1 conditioning of ``prompt`` on the text encoders' device and dtype."""
+        c = self.components
+        return TextConditioning(c.text_encoder(_token_ids(c.tokenizer, prompt, c.tokenizer.model_max_length,
+                                                          _device(c.text_encoder)))[0])
+
+    @property
+    def text_encoders(self) -> list[torch.nn.Module]:
+        c = self.components
+        return [m for m in (c.text_encoder, c.text_encoder_2, c.text_encoder_3) if m is not None]
+
+    # ---- the one step -------------------------------------------------------------------------
+
+    def __call__(self, denoiser: torch.nn.Module, z: torch.Tensor, cond: TextConditioning,
+                 texture: torch.Tensor | None = None) -> torch.Tensor:
+        """``z [B, C, h, w]`` (the denoiser's latent of the LQ image) -> ``x0 [B, C, h, w]`` in z's
+        dtype. ``cond`` batch 1 or B; ``texture`` ``[1 or B]`` richness or None."""
+        raise NotImplementedError
+
+
+class SD2Backbone(Backbone):
+    """SD2.x: one UNet call at ``model_t``, the DDPM formula at ``coeff_t`` (as released)."""
+
+    name = "sd2"
+
+    def __init__(self, components, model_t: int = 200, coeff_t: int = 200):
+        from .onestep import OneStep
+
+        super().__init__(components, model_t, coeff_t)
+        self.one_step = OneStep(components.scheduler, model_t, coeff_t)
+
+    def _added(self, z: torch.Tensor, cond: TextConditioning) -> dict | None:
+        return None
+
+    def __call__(self, denoiser, z, cond, texture=None):
+        return self.one_step(denoiser, z, cond.text, texture, self._added(z, cond))
+
+
+class SDXLBackbone(SD2Backbone):
+    """SDXL: both CLIP encoders' penultimate states side by side, the second's pooled projection
+    and the micro-conditioning ``(h, w, 0, 0, h, w)`` (the latent's own pixel size: each tile's,
+    uncropped) in the UNet's added embedding; SD2's one-step formula (SDXL's betas are SD's)."""
+
+    name = "sdxl"
+
+    def encode_text(self, prompt):
+        c = self.components
+        first, _ = _clip_states(c.text_encoder, c.tokenizer, prompt)
+        second, pooled = _clip_states(c.text_encoder_2, c.tokenizer_2, prompt)
+        return TextConditioning(torch.cat([first, second], dim=-1), pooled)
+
+    def _added(self, z, cond):
+        scale = self.components.vae_scale
+        h, w = z.shape[-2] * scale, z.shape[-1] * scale
+        return {"text_embeds": cond.pooled,
+                "time_ids": torch.tensor([[h, w, 0, 0, h, w]], device=z.device, dtype=cond.pooled.dtype)}
+
+
+class FlowBackbone(Backbone):
+    """SD3/Flux: flow matching, one velocity evaluation at ``sigma = model_t / 1000``."""
+
+    def __init__(self, components, model_t: int = 200, coeff_t: int = 200):
+        from .flow import FlowOneStep
+
+        if coeff_t != model_t:
+            raise ValueError(f"coeff_t: a flow-matching backbone ({NAMES[self.name]}) has one noise level; "
+                             f"expected coeff_t == model_t ({model_t}), got {coeff_t!r}")
+        if isinstance(model_t, bool) or not isinstance(model_t, int) or not 0 < model_t < 1000:
+            raise ValueError(f"model_t: expected an int in (0, 1000) (sigma = model_t / 1000), got {model_t!r}")
+        super().__init__(components, model_t, coeff_t)
+        self.flow = FlowOneStep(model_t / 1000, self.name)
+
+    def add_noise(self, z, eps, strength):
+        """``z_s = (1 - s) z + s * strength * eps`` after :meth:`__call__`'s ``(1 - s)`` scaling:
+        ``strength = 1`` is the flow's own noise at ``s``."""
+        s = self.flow.sigma
+        return z + (strength * s / (1 - s)) * eps
+
+    def _texture_kwargs(self, n: int, texture):
+        return {} if texture is None else {"class_labels": texture.expand(n)}
+
+
+class SD3Backbone(FlowBackbone):
+    """SD3/SD3.5: conditioning as diffusers' SD3 pipeline (both CLIPs' penultimate states side by
+    side, zero-padded to T5's width, then T5's states -- zeros when T5 is absent --; pooled: both
+    CLIP projections); ``SD3Transformer2DModel`` takes ``1000 s`` as its timestep."""
+
+    name = "sd3"
+    T5_TOKENS = 256  # diffusers' SD3 default max_sequence_length
+
+    @property
+    def native_size(self):
+        return self.components.transformer.config.sample_size * self.components.vae_scale
+
+    @property
+    def max_latent(self):
+        cfg = self.components.transformer.config
+        return None if cfg.pos_embed_max_size is None else cfg.pos_embed_max_size * cfg.patch_size
+
+    def encode_text(self, prompt):
+        c = self.components
+        first, pooled_1 = _clip_states(c.text_encoder, c.tokenizer, prompt)
+        second, pooled_2 = _clip_states(c.text_encoder_2, c.tokenizer_2, prompt)
+        clip = torch.cat([first, second], dim=-1)
+        width = c.transformer.config.joint_attention_dim
+        if c.text_encoder_3 is None:
+            t5 = clip.new_zeros(1, self.T5_TOKENS, width)
+        else:
+            n = min(self.T5_TOKENS, c.tokenizer_3.model_max_length)
+            t5 = c.text_encoder_3(_token_ids(c.tokenizer_3, prompt, n, _device(c.text_encoder_3)))[0].to(clip)
+        clip = torch.nn.functional.pad(clip, (0, width - clip.shape[-1]))
+        return TextConditioning(torch.cat([clip, t5], dim=-2), torch.cat([pooled_1, pooled_2], dim=-1))
+
+    def __call__(self, denoiser, z, cond, texture=None):
+        n, flow = z.shape[0], self.flow
+        z_s = flow.model_input(z)
+        cond = cond.expand(n)
+        v = denoiser(hidden_states=z_s, encoder_hidden_states=cond.text, pooled_projections=cond.pooled,
+                     timestep=flow.timestep(n, z.device, z.dtype), **self._texture_kwargs(n, texture)).sample
+        return flow.x0(z_s, v)
+
+
+def pack_latents(z: torch.Tensor) -> torch.Tensor:
+    """Flux's packing: ``[B, C, h, w]`` -> ``[B, (h/2)(w/2), 4C]`` (2x2 patches, as ``FluxPipeline._pack_latents``)."""
+    b, c, h, w = z.shape
+    return z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_latents(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`pack_latents` for an ``h x w`` latent."""
+    b, _, c4 = x.shape
+    return x.reshape(b, h // 2, w // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h, w)
+
+
+def latent_ids(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Flux's RoPE ids of an ``h x w`` latent's packed tokens: ``[(h/2)(w/2), 3]`` = (0, row, column)."""
+    ids = torch.zeros(h // 2, w // 2, 3, device=device, dtype=dtype)
+    ids[..., 1] = torch.arange(h // 2, device=device, dtype=dtype)[:, None]
+    ids[..., 2] = torch.arange(w // 2, device=device, dtype=dtype)[None, :]
+    return ids.reshape(-1, 3)
+
+
+class FluxBackbone(FlowBackbone):
+    """Flux.1: conditioning as diffusers' Flux pipeline (T5 states; CLIP-L's pooled output), packed
+    2x2 latents with their RoPE ids (text ids zero), the guidance embedding (``guidance``, when the
+    model has one: Flux.1 [dev]); ``FluxTransformer2DModel`` takes ``s`` as its timestep."""
+
+    name = "flux"
+    T5_TOKENS = 512  # diffusers' Flux default max_sequence_length
+
+    def __init__(self, components, model_t: int = 200, coeff_t: int = 200, guidance: float = FLUX_GUIDANCE):
+        super().__init__(components, model_t, coeff_t)
+        self.guidance = float(guidance)
+
+    @property
+    def native_size(self):
+        return self.components.vae.config.sample_size  # Flux.1's VAE: 1024
+
+    def encode_text(self, prompt):
+        c = self.components
+        ids = _token_ids(c.tokenizer, prompt, c.tokenizer.model_max_length, _device(c.text_encoder))
+        pooled = c.text_encoder(ids, output_hidden_states=False).pooler_output
+        n = min(self.T5_TOKENS, c.tokenizer_2.model_max_length)
+        text = c.text_encoder_2(_token_ids(c.tokenizer_2, prompt, n, _device(c.text_encoder_2)))[0]
+        return TextConditioning(text, pooled.to(text))
+
+    def __call__(self, denoiser, z, cond, texture=None):
+        (n, _, h, w), flow = z.shape, self.flow
+        z_s = flow.model_input(z)
+        cond = cond.expand(n)
+        guidance = None
+        if denoiser.config.guidance_embeds:
+            guidance = torch.full((n,), self.guidance, device=z.device, dtype=torch.float32)
+        v = denoiser(hidden_states=pack_latents(z_s), encoder_hidden_states=cond.text, pooled_projections=cond.pooled,
+                     timestep=flow.timestep(n, z.device, z.dtype), img_ids=latent_ids(h, w, z.device, z.dtype),
+                     txt_ids=torch.zeros(cond.text.shape[1], 3, device=z.device, dtype=z.dtype), guidance=guidance,
+                     **self._texture_kwargs(n, texture)).sample
+        return flow.x0(z_s, unpack_latents(v, h, w))
+
+
+BACKBONES = {"sd2": SD2Backbone, "sdxl": SDXLBackbone, "sd3": SD3Backbone, "flux": FluxBackbone}
+
+
+def make_backbone(components, model_t: int = 200, coeff_t: int = 200, **kwargs) -> Backbone:
+    """The :class:`Backbone` of ``components`` (its :attr:`~hypir.models.components.Components.backbone`).
+    ``kwargs``: Flux's ``guidance``."""
+    return BACKBONES[components.backbone](components, model_t, coeff_t, **kwargs)

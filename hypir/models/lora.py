@@ -30,6 +30,12 @@ SD3_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "
 FLUX_TARGETS = SD3_TARGETS + ("proj_mlp",)  # Flux's single-stream blocks: fused q/k/v + MLP in, proj_out out
 # SDXL's UNet has SD2's module names.
 BACKBONE_TARGETS = {"sd2": HYPIR_TARGETS, "sdxl": HYPIR_TARGETS, "sd3": SD3_TARGETS, "flux": FLUX_TARGETS}
+_DENOISER_TARGETS = {"SD3Transformer2DModel": SD3_TARGETS, "FluxTransformer2DModel": FLUX_TARGETS}
+
+
+def targets_for(denoiser: torch.nn.Module) -> tuple[str, ...]:
+    """The LoRA targets of a denoiser's class (:data:`BACKBONE_TARGETS`; a UNet: the released ones)."""
+    return _DENOISER_TARGETS.get(type(denoiser).__name__, HYPIR_TARGETS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,8 @@ def load_checkpoint(unet: torch.nn.Module, state: dict[str, torch.Tensor] | str 
                     spec: LoraSpec | None = None, *, source: str | os.PathLike | None = None) -> LoraSpec:
     """Add the adapter to ``unet`` and load a HYPIR checkpoint into it; returns the spec used.
 
-    ``spec`` defaults to the released targets with the checkpoint's rank and alpha = rank. A
+    ``spec`` defaults to the denoiser's targets (:func:`targets_for`: the released ones on a UNet)
+    with the checkpoint's rank and alpha = rank. A
     checkpoint with texture-embedding keys attaches that embedding too. Any missing or unexpected
     key, or a shape mismatch, raises ``ValueError`` naming them, before ``unet`` is changed.
     """
@@ -123,7 +130,7 @@ def load_checkpoint(unet: torch.nn.Module, state: dict[str, torch.Tensor] | str 
     if not isinstance(state, dict):
         source, state = state, read_checkpoint(state)
     try:
-        spec = spec or LoraSpec(rank=checkpoint_rank(state))
+        spec = spec or LoraSpec(rank=checkpoint_rank(state), targets=targets_for(unet))
     except ValueError as e:
         raise FileFormatError("weights", source, "a HYPIR checkpoint (LoRA weights of the UNet)",
                               str(e).removeprefix("weights: ")) from None

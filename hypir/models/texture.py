@@ -5,8 +5,8 @@ conditions the UNet, so users can ask for smoother or richer textures.
   0..255 units (the classic "variance of the Laplacian" sharpness measure; a few tens for
   smooth or blurry images, thousands for dense texture). Training feeds the ground truth's value.
 * :class:`TextureEmbedding` -- ``log1p(richness)`` through a sinusoidal projection and a 2-layer
-  MLP whose last layer is zero-initialised, installed as the UNet's ``class_embedding`` (diffusers
-  adds it to the time embedding). Zero-initialised, a released checkpoint behaves exactly as
+  MLP whose last layer is zero-initialised, installed as the denoiser's ``class_embedding`` (a UNet
+  adds it to the time embedding; SD3/Flux transformers get it added to theirs by hooks). Zero-initialised, a released checkpoint behaves exactly as
   before until training moves the weights.
 """
 from __future__ import annotations
@@ -73,17 +73,51 @@ class TextureEmbedding(torch.nn.Module):
         return self.linear_2(F.silu(self.linear_1(feats)))
 
 
-def has_texture_embedding(unet: torch.nn.Module) -> bool:
-    return isinstance(getattr(unet, "class_embedding", None), TextureEmbedding)
+def has_texture_embedding(model: torch.nn.Module) -> bool:
+    return isinstance(getattr(model, "class_embedding", None), TextureEmbedding)
 
 
-def attach_texture_embedding(unet: torch.nn.Module) -> TextureEmbedding:
-    """Install a zero-initialised :class:`TextureEmbedding` as ``unet.class_embedding``."""
-    if getattr(unet, "class_embedding", None) is not None and not has_texture_embedding(unet):
+def _time_embedding_out(model: torch.nn.Module) -> torch.nn.Linear:
+    """The last layer of the denoiser's timestep embedding: a UNet's ``time_embedding``, an SD3 or
+    Flux transformer's ``time_text_embed.timestep_embedder``."""
+    if hasattr(model, "time_embedding"):
+        return model.time_embedding.linear_2
+    if hasattr(model, "time_text_embed"):
+        return model.time_text_embed.timestep_embedder.linear_2
+    raise ValueError(f"model: {type(model).__name__} has no timestep embedding to add the texture embedding to")
+
+
+def _take_class_labels(model, args, kwargs):
+    """Forward pre-hook of a transformer with the texture embedding: ``class_labels`` (the richness)
+    is taken out of the call (the transformers' ``forward`` has no such argument) for
+    :func:`_add_texture`."""
+    model._texture_labels = kwargs.pop("class_labels", None)
+    return args, kwargs
+
+
+def _add_texture(model):
+    def hook(embedder, args, output):
+        labels = getattr(model, "_texture_labels", None)
+        if labels is None:
+            raise ValueError("class_labels: this transformer has the texture embedding; pass the richness [B]")
+        return output + model.class_embedding(labels).to(output.dtype)
+
+    return hook
+
+
+def attach_texture_embedding(model: torch.nn.Module) -> TextureEmbedding:
+    """Install a zero-initialised :class:`TextureEmbedding` as ``model.class_embedding`` (state-dict
+    keys ``class_embedding.*`` on every backbone). A UNet adds it to its time embedding itself
+    (``class_labels``); an SD3/Flux transformer gets hooks that take ``class_labels=`` from the call
+    and add the embedding to ``time_text_embed``'s output (the vector every block's adaLN reads)."""
+    if getattr(model, "class_embedding", None) is not None and not has_texture_embedding(model):
         raise ValueError("unet: already has a class embedding of its own; cannot add the texture embedding")
-    if getattr(unet.config, "class_embeddings_concat", False):
+    if getattr(model.config, "class_embeddings_concat", False):
         raise ValueError("unet: class_embeddings_concat is set; the texture embedding must be added, not concatenated")
-    embed_dim = unet.time_embedding.linear_2.out_features
-    ref = unet.time_embedding.linear_2.weight
-    unet.class_embedding = TextureEmbedding(embed_dim).to(device=ref.device, dtype=ref.dtype)
-    return unet.class_embedding
+    ref = _time_embedding_out(model)
+    model.class_embedding = TextureEmbedding(ref.out_features).to(device=ref.weight.device, dtype=ref.weight.dtype)
+    if hasattr(model, "time_text_embed") and not getattr(model, "_texture_hooks", False):
+        model.register_forward_pre_hook(_take_class_labels, with_kwargs=True)
+        model.time_text_embed.register_forward_hook(_add_texture(model))
+        model._texture_hooks = True
+    return model.class_embedding

@@ -185,15 +185,17 @@ def plan_fixed(model: MemoryModel | None, height: int, width: int, tile: int, st
 
 
 def plan_auto(model: MemoryModel, height: int, width: int, align: int, step: int, budget: int,
-              batch: int | None = None) -> TilePlan:
+              batch: int | None = None, max_tile: int | None = None) -> TilePlan:
     """The largest square tile (a multiple of ``align``; the whole input when it fits) whose
     estimated peak is within ``budget``; overlap a quarter of the tile rounded down to ``step``
     (at least ``step``), tiles per call ``batch`` or as many as fit. Raises ``ValueError`` when even an
-    ``align`` tile does not fit."""
+    ``align`` tile does not fit. ``max_tile``: the largest tile the network takes (None: any)."""
     whole = model.bytes(height * width)
-    if whole <= budget:
+    if whole <= budget and (max_tile is None or max(height, width) <= max_tile):
         return TilePlan(None, None, 1, whole)
     tile = max(align, max(height, width) // align * align)
+    if max_tile is not None:
+        tile = max(align, min(tile, max_tile // align * align))
     while tile > align and model.bytes(tile * tile) > budget:
         tile -= align
     if model.bytes(tile * tile) > budget:

@@ -30,8 +30,9 @@ from hypir_kernels import tiled_apply
 
 from ..files import read_state_dict
 from ..models import lora as hypir_lora
-from ..models.onestep import OneStep
-from ..models.sd2 import Components, build_components, keep_channels_last, load_components, load_encoder
+from ..models.backbones import FLUX_GUIDANCE, TextConditioning, make_backbone
+from ..models.components import Components, build_components, load_components
+from ..models.sd2 import keep_channels_last, load_encoder
 from ..models.texture import has_texture_embedding, texture_richness
 from .colorfix import wavelet_color_fix
 from .memory import MemoryModel, TilePlan, default_batch, default_budget, fit_memory_model, plan_auto, plan_fixed
@@ -57,13 +58,17 @@ class Restorer:
     """HYPIR restoration pipeline (diffusers-style: :meth:`from_pretrained`, ``__call__``).
 
     Args:
-        components: the SD2 parts (:class:`hypir.models.sd2.Components`); the UNet carries the
-            HYPIR LoRA (see :meth:`from_components`).
+        components: the backbone's parts (:class:`hypir.models.components.Components`: SD2.x,
+            SDXL, SD3/SD3.5 or Flux.1); the denoiser carries the HYPIR LoRA (see :meth:`from_components`).
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
         dtype: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32; see
             :func:`resolve_dtype`), "fp32", "bf16", "fp16" or a torch dtype.
-        model_t: the timestep the UNet is called at (released: 200).
-        coeff_t: the timestep whose ``abar`` turns the prediction into ``x0`` (released: 200).
+        model_t: the timestep the denoiser is called at (released: 200; SD3/Flux: ``sigma = model_t / 1000``).
+        coeff_t: the timestep whose ``abar`` turns the prediction into ``x0`` (released: 200;
+            SD3/Flux: must equal ``model_t``).
+        guidance: Flux.1 [dev]'s guidance embedding value (default 3.5, diffusers'); others ignore it.
+        offload_text: keep the text encoders on the CPU (in fp32), moving the prompt's conditioning
+            to the device: for large text encoders (SD3's and Flux's T5) on a small GPU.
         preset: "default" or "released" (:class:`Preset`): the pre/post-processing, and the
             defaults of ``merge``, ``posterior`` and of the tiling options of :meth:`__call__`.
         merge: merge the LoRA into the base weights (:func:`hypir.models.lora.merge_and_unload`:
@@ -79,13 +84,15 @@ class Restorer:
 
     def __init__(self, components: Components, *, device: str | torch.device = "auto", dtype="auto",
                  model_t: int = 200, coeff_t: int = 200, merge: bool | None = None, attention: str = "default",
-                 posterior: str | None = None, preset: str | Preset = "default"):
+                 posterior: str | None = None, preset: str | Preset = "default", guidance: float = FLUX_GUIDANCE,
+                 offload_text: bool = False):
         self.preset = get_preset(preset)
         merge = self.preset.merge if merge is None else merge
         posterior = self.preset.posterior if posterior is None else posterior
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.one_step = OneStep(components.scheduler, model_t, coeff_t)
+        extra = {"guidance": guidance} if components.backbone == "flux" else {}
+        self.backbone = make_backbone(components, model_t, coeff_t, **extra)
         if attention not in ("default", "hypir"):
             raise ValueError(f"attention: expected 'default' or 'hypir', got {attention!r}")
         if posterior not in ("mode", "sample"):
@@ -93,30 +100,38 @@ class Restorer:
         self.components = components
         self.model_t, self.coeff_t, self.posterior = model_t, coeff_t, posterior
         self.merged = False
-        if merge and _has_lora(components.unet):
-            hypir_lora.merge_and_unload(components.unet)  # in the load precision, before any cast
+        denoiser = components.denoiser
+        if merge and _has_lora(denoiser):
+            hypir_lora.merge_and_unload(denoiser)  # in the load precision, before any cast
             self.merged = True
-        for m in (components.vae, components.unet, components.text_encoder, components.text_encoder_2):
-            if m is not None:
-                m.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.offload_text = bool(offload_text)
+        for m in [components.vae, denoiser] + ([] if offload_text else self.backbone.text_encoders):
+            m.to(self.device, self.dtype).eval().requires_grad_(False)
+        for m in self.backbone.text_encoders if offload_text else []:
+            m.to("cpu", torch.float32).eval().requires_grad_(False)
         # channels_last: oneDNN (CPU) and cuDNN run these convolutions faster in NHWC (measured on
         # the 2-core CPU at the benchmark's widths: VAE decode 8.2 -> 6.2 s, encode 4.5 -> 3.6 s).
         # The released preset keeps torch's default layout: on the tiny test model, channels-last
         # rounding alone moved a 520 px restoration up to 5.5/255 away from the release's.
         components.vae.to(memory_format=self._layout)
-        components.unet.to(memory_format=self._layout)
-        if self.preset.channels_last:  # and keep it so past the attention blocks (diffusers copies to NCHW there)
-            keep_channels_last(components.unet)
+        denoiser.to(memory_format=self._layout)
+        unet = components.unet
+        if self.preset.channels_last and unet is not None:  # and keep it so past the attention blocks (diffusers copies to NCHW there)
+            keep_channels_last(unet)
         if self.preset.fused_group_norm and self.device.type == "cpu":
             from hypir_kernels.diffusers import use_group_norm_silu
 
             use_group_norm_silu(components.vae)
-            use_group_norm_silu(components.unet)
+            if unet is not None:
+                use_group_norm_silu(unet)
         if attention == "hypir":
+            if unet is None:
+                raise ValueError(f"attention: 'hypir' replaces the UNet's attention processors; "
+                                 f"the {components.backbone} transformer keeps diffusers' ('default')")
             from hypir_kernels.diffusers import use_attention
 
-            use_attention(components.unet)
-        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+            use_attention(unet)
+        self._text_cache: dict[str, TextConditioning] = {}
         self._memory_models: dict[str, MemoryModel] = {}
         self._warned_texture = False
         self.last: RestoreInfo | None = None
@@ -131,7 +146,8 @@ class Restorer:
     def from_pretrained(cls, base_model: str | os.PathLike, weights: str | os.PathLike | dict | None = None, *,
                         lora: hypir_lora.LoraSpec | None = None, encoder: str | os.PathLike | None = None,
                         **kwargs) -> Restorer:
-        """Build from a local diffusers SD2.1-base directory and a HYPIR checkpoint
+        """Build from a local diffusers directory (SD2.1-base, SDXL, SD3/SD3.5 or Flux.1:
+        :mod:`hypir.models.components`) and a HYPIR checkpoint
         (``.safetensors`` or ``.pth``, the released format; rank read from the file unless
         ``lora`` says otherwise); ``encoder``: a stage-1 (degradation pre-removal) encoder file
         that replaces the VAE's encoder. Other keyword arguments as the constructor."""
@@ -142,7 +158,7 @@ class Restorer:
             read_state_dict(encoder, "encoder")
         components = load_components(base_model)
         if weights is not None:
-            hypir_lora.load_checkpoint(components.unet, weights, lora, source=source)
+            hypir_lora.load_checkpoint(components.denoiser, weights, lora, source=source)
         return cls.from_components(components, encoder=encoder, **kwargs)
 
     @classmethod
@@ -150,10 +166,10 @@ class Restorer:
                         lora: hypir_lora.LoraSpec | None = None, encoder: str | os.PathLike | None = None,
                         **kwargs) -> Restorer:
         """Build from in-memory components. With ``weights`` the LoRA adapter is added and loaded
-        (mismatched keys raise); without, the UNet is used as it is (with or without an adapter).
+        (mismatched keys raise); without, the denoiser is used as it is (with or without an adapter).
         With ``encoder`` the VAE's encoder is replaced (:func:`hypir.models.sd2.load_encoder`)."""
         if weights is not None:
-            hypir_lora.load_checkpoint(components.unet, weights, lora)
+            hypir_lora.load_checkpoint(components.denoiser, weights, lora)
         if encoder is not None:
             load_encoder(components.vae, encoder)
         return cls(components, **kwargs)
@@ -167,68 +183,48 @@ class Restorer:
 
     @property
     def has_texture_control(self) -> bool:
-        return has_texture_embedding(self.components.unet)
+        return has_texture_embedding(self.components.denoiser)
 
     @torch.inference_mode()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """``[1, 77, D]`` text-encoder states of ``prompt`` (cached). SDXL: both encoders'
-        penultimate states side by side (``D = D1 + D2``), as diffusers' SDXL pipeline."""
-        return self._conditioning(prompt)[0]
+        """``[1, L, D]`` text states of ``prompt`` the denoiser attends to (cached;
+        :meth:`hypir.models.backbones.Backbone.encode_text`). SD2: the encoder's last states;
+        SDXL: both encoders' penultimate states side by side, as diffusers' SDXL pipeline."""
+        return self._conditioning(prompt).text
 
-    def _conditioning(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(text states, SDXL's pooled ``[1, P]`` text embedding or None), cached per prompt."""
+    def _conditioning(self, prompt: str) -> TextConditioning:
+        """The prompt's conditioning on the device in the run dtype, cached per prompt."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt: expected a str, got {type(prompt).__name__}")
         if prompt not in self._text_cache:
             with torch.inference_mode():
-                self._text_cache[prompt] = self._encode_text(prompt)
+                self._text_cache[prompt] = self.backbone.encode_text(prompt).to(self.device, self.dtype)
         return self._text_cache[prompt]
 
-    def _encode_text(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        c = self.components
-
-        def ids(tok):
-            return tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids.to(self.device)
-
-        if c.backbone == "sd2":
-            return c.text_encoder(ids(c.tokenizer))[0].to(self.dtype), None
-        first = c.text_encoder(ids(c.tokenizer), output_hidden_states=True)
-        second = c.text_encoder_2(ids(c.tokenizer_2), output_hidden_states=True)
-        text = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
-        return text.to(self.dtype), second.text_embeds.to(self.dtype)
-
     def _encode_fn(self, generator: torch.Generator | None):
-        vae = self.components.vae
-        sf = vae.config.scaling_factor
+        vae, to_latent = self.components.vae, self.backbone.to_latent
 
         def encode(x: torch.Tensor) -> torch.Tensor:
             dist = vae.encode(x.to(self.dtype).contiguous(memory_format=self._layout)).latent_dist
             if self.posterior == "mode":
-                return dist.mode() * sf
+                return to_latent(dist.mode())
             eps = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(dist.mean)
-            return (dist.mean + dist.std * eps) * sf
+            return to_latent(dist.mean + dist.std * eps)
 
         return encode
 
-    def _unet_fn(self, conditioning: tuple[torch.Tensor, torch.Tensor | None], texture: torch.Tensor | None):
-        unet, scale = self.components.unet, self.components.vae_scale
-        text, pooled = conditioning
+    def _unet_fn(self, conditioning: TextConditioning, texture: torch.Tensor | None):
+        """The one step on a latent tile (the "unet" pass: the denoiser of any backbone)."""
+        denoiser, backbone = self.components.denoiser, self.backbone
 
         def run(z: torch.Tensor) -> torch.Tensor:
-            added = None
-            if pooled is not None:  # SDXL's micro-conditioning: the tile's own size, uncropped
-                h, w = z.shape[-2] * scale, z.shape[-1] * scale
-                added = {"text_embeds": pooled,
-                         "time_ids": torch.tensor([[h, w, 0, 0, h, w]], device=z.device, dtype=pooled.dtype)}
-            return self.one_step(unet, z.contiguous(memory_format=self._layout), text, texture, added)
+            return backbone(denoiser, z.contiguous(memory_format=self._layout), conditioning, texture)
 
         return run
 
     def _decode_fn(self):
-        vae = self.components.vae
-        sf = vae.config.scaling_factor
-        return lambda z: vae.decode((z / sf).contiguous(memory_format=self._layout)).sample
+        vae, from_latent = self.components.vae, self.backbone.from_latent
+        return lambda z: vae.decode(from_latent(z).contiguous(memory_format=self._layout)).sample
 
     # ---- memory planning ----------------------------------------------------------------------
 
@@ -239,7 +235,7 @@ class Restorer:
             if pass_name == "encode":
                 unit, channels, fn = 8 * c.vae_scale, 3, self._encode_fn(None)
             else:
-                unit, channels = 8, c.unet.config.in_channels
+                unit, channels = 8, self.backbone.latent_channels
                 fn = self._unet_fn(self._conditioning(""), self._probe_texture()) if pass_name == "unet" else self._decode_fn()
 
             def make_input(s):
@@ -269,8 +265,9 @@ class Restorer:
             scale, align, step = c.vae_scale, c.unet_align if pass_name == "unet" else 8, 1
         h, w = height // scale, width // scale
         model = self.memory_model(pass_name)
+        max_tile = self.backbone.max_latent if pass_name == "unet" else None  # SD3's position embedding
         if tile == "auto":
-            auto = plan_auto(model, h, w, align, step, budget, batch)
+            auto = plan_auto(model, h, w, align, step, budget, batch, max_tile)
             if auto.tile is None or stride is None:
                 return auto
             if stride % c.vae_scale or not 0 < stride // scale <= auto.tile:
@@ -278,6 +275,9 @@ class Restorer:
                                  f"(the auto tile), got {stride!r}")
             return plan_fixed(model, h, w, auto.tile, stride // scale, budget, batch)
         tile_px, stride_px = _check_tile(tile, stride, c.vae_scale * c.unet_align, c.vae_scale)
+        if max_tile is not None and tile_px // scale > max_tile:
+            raise ValueError(f"tile: {tile_px} px is more than this {c.backbone} denoiser takes "
+                             f"({max_tile * scale} px: its position embedding)")
         return plan_fixed(model, h, w, tile_px // scale, stride_px // scale, budget, batch)
 
     def _budget(self, max_memory: float | None) -> int:
@@ -354,7 +354,7 @@ class Restorer:
         seconds: dict[str, float] = {}
         z = self._run(self._encode_fn(generator), padded, plans["encode"], 1 / c.vae_scale, progress, seconds, "encode")
         if noise > 0:
-            z = z + noise * torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z)
+            z = self.backbone.add_noise(z, torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z), noise)
         richness = self._texture(texture, lq)
         tex = torch.tensor([richness], device=self.device) if richness is not None else None
         x0 = self._run(self._unet_fn(self._conditioning(prompt), tex), z, plans["unet"], 1, progress, seconds, "unet")
@@ -394,8 +394,7 @@ class Restorer:
             else:
                 new = (int(H * (size / W)), size)
             return F.interpolate(lq, size=new, mode="bicubic", antialias=True)
-        c = self.components
-        grow = max(1.0, c.unet.config.sample_size * c.vae_scale / min(H, W))
+        grow = max(1.0, self.backbone.native_size / min(H, W))
         return lq if grow == 1.0 else _resize(lq, round(H * grow), round(W * grow))
 
     def _run(self, fn, x, plan: TilePlan, scale, progress, seconds: dict, name: str):

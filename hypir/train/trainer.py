@@ -160,7 +160,7 @@ class HypirTrainer(TrainLoop):
         return self.out / "base_model" if self.cfg.model.tiny is not None else Path(self.cfg.model.base_model)
 
     def _components(self):
-        from ..models.sd2 import load_components
+        from ..models.components import load_components
 
         m = self.cfg.model
         if m.tiny is None:

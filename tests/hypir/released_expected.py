@@ -47,7 +47,7 @@ def build(root: Path):
     from hypir.models import lora as hypir_lora
     from hypir.models import save_checkpoint
     from hypir.models.lora import LoraSpec
-    from hypir.models.sd2 import load_components
+    from hypir.models.components import load_components
     from hypir.testing import tiny_components, trained_like_unet
 
     tiny_components(root / "tokenizer-src").save_pretrained(root / "model")

@@ -85,7 +85,8 @@ def test_python_dash_m_entry_point(model_dir, checkpoint, inputs, tmp_path):
 
 
 def test_encoder_flag_replaces_the_vae_encoder(inputs, model_dir, checkpoint, tmp_path, capsys):
-    from hypir.models.sd2 import load_components, save_encoder
+    from hypir.models.components import load_components
+    from hypir.models.sd2 import save_encoder
 
     own = save_encoder(load_components(model_dir).vae, tmp_path / "own.safetensors")
     vae = load_components(model_dir).vae

@@ -7,7 +7,7 @@ import pytest
 
 from hypir.cli import main
 from hypir.models.backbones import detect_backbone
-from hypir.models.sd2 import load_components
+from hypir.models.components import load_components
 
 
 def _write(path, name, content):

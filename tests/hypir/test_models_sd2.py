@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from hypir.models.sd2 import check_model_dir, load_components
+from hypir.models.components import check_model_dir, load_components
 from hypir.testing import tiny_components
 
 

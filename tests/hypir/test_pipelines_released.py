@@ -13,7 +13,7 @@ from PIL import Image
 
 from hypir import Restorer
 from hypir.models import lora as hypir_lora
-from hypir.models.sd2 import load_components
+from hypir.models.components import load_components
 from hypir.pipelines.presets import PRESETS
 
 from released_enhancer import enhance  # tests/hypir is on sys.path (pytest rootdir-less import)

@@ -37,8 +37,8 @@ def test_the_directory_is_sdxl_and_loads_both_text_encoders(sdxl):
     r = Restorer.from_pretrained(base, weights, device="cpu")
     c = r.components
     assert c.backbone == "sdxl" and c.text_encoder_2 is not None and c.vae.config.scaling_factor == 0.13025
-    text, pooled = r._conditioning("a photo")
-    assert text.shape == (1, 77, 2 * 32) and pooled.shape == (1, 32)
+    cond = r._conditioning("a photo")
+    assert cond.text.shape == (1, 77, 2 * 32) and cond.pooled.shape == (1, 32)
 
 
 def test_the_unet_receives_sdxl_micro_conditioning_for_each_tile(sdxl):
