@@ -90,10 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hypir", description="HYPIR one-step diffusion-prior image restoration.")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("restore", help="restore images with a HYPIR checkpoint",
-                       description="Restore images with a HYPIR checkpoint on an SD2.1-base model.")
+                       description="Restore images with a HYPIR checkpoint on its base model "
+                                   "(SD2.x, SDXL, SD3/SD3.5 or Flux.1, a local diffusers directory).")
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     r.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the restored PNGs")
-    r.add_argument("--base-model", required=True, metavar="DIR", help="local diffusers SD2.x or SDXL base directory")
+    r.add_argument("--base-model", required=True, metavar="DIR", help="local diffusers base directory (SD2.x, SDXL, SD3/SD3.5, Flux.1)")
     r.add_argument("--weights", required=True, metavar="FILE", help="HYPIR checkpoint (.safetensors or .pth)")
     r.add_argument("--encoder", default=None, metavar="FILE",
                    help="degradation pre-removal encoder from a stage-1 `hypir train` run (stage=encoder)")
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     r.add_argument("--no-merge", action="store_true", help="keep the LoRA adapters instead of merging them")
+    r.add_argument("--offload-text", action="store_true",
+                   help="keep the text encoders on the CPU (large T5s of SD3/Flux on a small GPU)")
+    r.add_argument("--guidance", type=_positive(float), default=3.5,
+                   help="Flux.1 [dev]'s guidance embedding value (default 3.5; other backbones ignore it)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a HYPIR model (adversarial LoRA fine-tuning)",
@@ -179,7 +184,8 @@ def restore_main(args) -> int:
         return 2
     _quiet_libraries()
     restorer = Restorer.from_pretrained(args.base_model, args.weights, encoder=args.encoder, device=args.device,
-                                        dtype=args.dtype, merge=False if args.no_merge else None, preset=args.preset)
+                                        dtype=args.dtype, merge=False if args.no_merge else None, preset=args.preset,
+                                        offload_text=args.offload_text, guidance=args.guidance)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     max_memory = None if args.max_memory is None else args.max_memory * 2**30

@@ -317,6 +317,10 @@ class FluxBackbone(FlowBackbone):
     T5_TOKENS = 512  # diffusers' Flux default max_sequence_length
 
     def __init__(self, components, model_t: int = 200, coeff_t: int = 200, guidance: float = FLUX_GUIDANCE):
+        import math
+
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance <= 0:
+            raise ValueError(f"guidance: expected a positive number, got {guidance!r}")
         super().__init__(components, model_t, coeff_t)
         self.guidance = float(guidance)
 

@@ -22,28 +22,38 @@ from .discriminator import BACKBONES, HEADS, is_backbone, needs_weights
 
 @dataclass(frozen=True)
 class TinyModel:
-    """Random-weight SD2.1 architecture at reduced width (:func:`hypir.testing.sd2_configs`)."""
+    """Random-weight architecture of ``model.backbone`` at reduced width
+    (:func:`hypir.testing.tiny_backbone_components`): ``unet_width`` is the denoiser's (UNet or
+    transformer), ``layers`` the transformer's blocks of each kind (SD3/Flux; UNets ignore it),
+    ``sample_size`` the native latent size."""
 
     unet_width: int = 32
     vae_width: int = 8
     text_width: int = 32
     heads: int = 2
     sample_size: int = 8
+    layers: int = 2
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("unet_width", "vae_width", "text_width", "heads", "sample_size"):
+        for name in ("unet_width", "vae_width", "text_width", "heads", "sample_size", "layers"):
             check_int(name, getattr(self, name), minimum=1)
         check_seed("seed", self.seed)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``base_model``: a local diffusers SD2.1-base directory; or ``tiny`` (tests, the tiny config:
-    the random-weight model is written to ``<output_dir>/base_model`` so ``hypir restore`` can use it)."""
+    """``base_model``: a local diffusers directory (SD2.1-base, SDXL, SD3/SD3.5 or Flux.1); or
+    ``tiny`` (tests, the tiny configs: the random-weight model is written to
+    ``<output_dir>/base_model`` so ``hypir restore`` can use it). ``backbone``: which one (null:
+    the base model's, read from its directory; sd2 for ``tiny``); a base model of another backbone
+    is refused. ``model_t``: SD3/Flux are called at ``sigma = model_t / 1000`` and need
+    ``coeff_t == model_t``; ``guidance``: Flux.1 [dev]'s guidance embedding value."""
 
     base_model: str | None = None
     tiny: TinyModel | None = None
+    backbone: Literal["sd2", "sdxl", "sd3", "flux"] | None = None
+    guidance: float = 3.5
     lora_rank: int = 256
     lora_alpha: float | None = None  # None: = rank (scale 1), as released
     texture: bool = True  # train the texture-richness embedding (fed the ground truth's richness)
@@ -64,6 +74,12 @@ class ModelConfig:
             check_positive("lora_alpha", self.lora_alpha)
         for name in ("model_t", "coeff_t"):
             check_int(name, getattr(self, name), minimum=0, maximum=999)
+        check_positive("guidance", self.guidance)
+        if self.backbone in ("sd3", "flux") and self.coeff_t != self.model_t:
+            raise ValueError(f"coeff_t: a flow-matching backbone ({self.backbone}) has one noise level; "
+                             f"expected coeff_t == model_t ({self.model_t}), got {self.coeff_t}")
+        if self.backbone in ("sd3", "flux") and self.model_t == 0:
+            raise ValueError("model_t: a flow-matching backbone needs sigma = model_t / 1000 > 0, got 0")
 
 
 @dataclass(frozen=True)

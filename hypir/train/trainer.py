@@ -1,8 +1,9 @@
 """HYPIR adversarial LoRA fine-tuning (paper §3, §5.3; released training recipe, DESIGN.md §5).
 
-Generator: the SD2 UNet with the HYPIR LoRA (and the texture-richness embedding), run one step
-exactly as in inference (:class:`hypir.models.onestep.OneStep`), LoRA layers executed by
-:func:`hypir_kernels.lora.patch_peft`; VAE and text encoder frozen. The LQ input is the
+Generator: the backbone's denoiser (SD2/SDXL UNet, SD3/Flux transformer:
+:mod:`hypir.models.backbones`) with the HYPIR LoRA (and the texture-richness embedding), run one
+step exactly as in inference (the same :class:`~hypir.models.backbones.Backbone`), LoRA layers
+executed by :func:`hypir_kernels.lora.patch_peft`; VAE and text encoders frozen. The LQ input is the
 on-device Real-ESRGAN degradation (:func:`hypir.data.degrade`) of the ground truth, resized back
 to its size (bicubic). Discriminator: :class:`~hypir.train.discriminator.Discriminator`. Each step:
 a generator step (``mse * MSE + lpips * LPIPS + gan * GAN`` in pixel space), then a discriminator
@@ -33,7 +34,7 @@ from ..config import to_dict
 from ..data.pool import PairPool
 from ..data.realesrgan import degrade
 from ..models import lora as hypir_lora
-from ..models.onestep import OneStep
+from ..models.backbones import NAMES, TextConditioning, detect_backbone, make_backbone
 from ..models.sd2 import ENCODER_PREFIXES, EncodeDecode, load_encoder, save_encoder
 from ..models.texture import attach_texture_embedding, has_texture_embedding, texture_richness
 from . import checkpoint
@@ -71,7 +72,13 @@ class HypirTrainer(TrainLoop):
         self.degrade_ops = None  # hypir.data.realesrgan.DegradeOps to swap (the benchmark's anchor)
         pool_size = cfg.degradation.pool_size
         self.pool = PairPool(pool_size) if pool_size else None  # one per process, as the release's
-        self.one_step = OneStep(components.scheduler, cfg.model.model_t, cfg.model.coeff_t)
+        m = cfg.model
+        self.backbone = make_backbone(components, m.model_t, m.coeff_t,
+                                      **({"guidance": m.guidance} if components.backbone == "flux" else {}))
+        self.backbone_name = components.backbone
+        if cfg.run.export_released and self.backbone_name != "sd2":
+            raise ValueError(f"run.export_released: the official HYPIR enhancer loads SD2 LoRAs only; this run's "
+                             f"backbone is {NAMES[self.backbone_name]}")
         o = cfg.optim
         self._warm = (lambda s: min(1.0, (s + 1) / o.warmup)) if o.warmup else (lambda s: 1.0)
         if cfg.stage == "encoder":
@@ -82,7 +89,7 @@ class HypirTrainer(TrainLoop):
 
         self.dataset = self._dataset()
         self.step = 0
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[str, TextConditioning] = {}
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -92,15 +99,16 @@ class HypirTrainer(TrainLoop):
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, self._warm)
 
     def _build_restore_stage(self) -> None:
-        """Stage 2: the LoRA UNet (generator) and the discriminator."""
+        """Stage 2: the LoRA denoiser (generator) and the discriminator."""
         cfg, acc, components = self.cfg, self.acc, self.components
-        unet = components.unet
+        unet = components.denoiser
+        spec = hypir_lora.LoraSpec(rank=cfg.model.lora_rank, alpha=cfg.model.lora_alpha,
+                                   targets=hypir_lora.targets_for(unet))
         if cfg.model.init_weights is not None:
-            hypir_lora.load_checkpoint(unet, cfg.model.init_weights,
-                                       hypir_lora.LoraSpec(rank=cfg.model.lora_rank, alpha=cfg.model.lora_alpha))
+            hypir_lora.load_checkpoint(unet, cfg.model.init_weights, spec)
         else:
             torch.manual_seed(derive_seed(cfg.run.seed, 1))  # peft's gaussian init of lora_A
-            hypir_lora.add_lora(unet, hypir_lora.LoraSpec(rank=cfg.model.lora_rank, alpha=cfg.model.lora_alpha))
+            hypir_lora.add_lora(unet, spec)
         if cfg.model.texture and not has_texture_embedding(unet):
             torch.manual_seed(derive_seed(cfg.run.seed, 2))
             attach_texture_embedding(unet)
@@ -114,7 +122,8 @@ class HypirTrainer(TrainLoop):
             from hypir_kernels.lora import patch_peft
 
             patch_peft(unet)
-        components.text_encoder.to(self.device).requires_grad_(False).eval()
+        for encoder in self.backbone.text_encoders:
+            encoder.to(self.device).requires_grad_(False).eval()
 
         d = cfg.discriminator
         disc = Discriminator(d.backbone, d.weights, d.head_channels, seed=derive_seed(cfg.run.seed, 3),
@@ -130,9 +139,9 @@ class HypirTrainer(TrainLoop):
 
     def _build_encoder_stage(self) -> None:
         """Stage 1: the VAE encoder (and quant_conv) learns to pre-remove the degradation; the
-        decoder stays frozen and the UNet is not used (dropped from memory)."""
+        decoder stays frozen and the denoiser is not used (dropped from memory)."""
         cfg, vae = self.cfg, self.components.vae
-        self.components.unet = None
+        self.components.denoiser = None
         self.encoder_target = None
         if cfg.loss.encoder_target == "initial":
             self.encoder_target = EncodeDecode(copy.deepcopy(vae)).requires_grad_(False)
@@ -160,21 +169,23 @@ class HypirTrainer(TrainLoop):
         return self.out / "base_model" if self.cfg.model.tiny is not None else Path(self.cfg.model.base_model)
 
     def _components(self):
-        from ..models.components import load_components
+        from ..models.components import check_model_dir, load_components
 
         m = self.cfg.model
         if m.tiny is None:
-            components = load_components(m.base_model)
-            if components.backbone != "sd2":  # the one-step call, losses and export are SD2's here
-                raise ValueError(f"model.base_model: {m.base_model!r} holds an SDXL model; HYPIR trains on SD2.x "
-                                 f"bases here (SDXL restores; its training is in progress: docs/backbones.md)")
-            return components
-        from ..testing import tiny_components
+            found = detect_backbone(check_model_dir(m.base_model)) or "sd2"
+            if m.backbone is not None and found != m.backbone:
+                raise ValueError(f"model.backbone: {m.backbone!r}, but model.base_model {m.base_model!r} holds "
+                                 f"a {NAMES[found]} model ({found!r})")
+            return load_components(m.base_model)
+        from ..testing import tiny_backbone_components
 
         t = m.tiny
         with tempfile.TemporaryDirectory() as tok:
-            components = tiny_components(tok, seed=t.seed, unet_width=t.unet_width, vae_width=t.vae_width,
-                                         text_width=t.text_width, heads=t.heads, sample_size=t.sample_size)
+            components = tiny_backbone_components(m.backbone or "sd2", tok, seed=t.seed, unet_width=t.unet_width,
+                                                  vae_width=t.vae_width, text_width=t.text_width, heads=t.heads,
+                                                  sample_size=t.sample_size,
+                                                  **({"layers": t.layers} if m.backbone in ("sd3", "flux") else {}))
             if self.acc.is_main_process and not (self.base_model_dir / "unet" / "config.json").is_file():
                 components.save_pretrained(self.base_model_dir)
         self.acc.wait_for_everyone()
@@ -204,20 +215,16 @@ class HypirTrainer(TrainLoop):
     # ---- the model ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _text(self, prompts: list[str]) -> torch.Tensor:
+    def _text(self, prompts: list[str]) -> TextConditioning:
         for p in set(prompts) - set(self._text_cache):
-            tok = self.components.tokenizer
-            ids = tok(p, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids.to(self.device)
-            self._text_cache[p] = self.components.text_encoder(ids)[0]
-        return torch.cat([self._text_cache[p] for p in prompts])
+            self._text_cache[p] = self.backbone.encode_text(p)
+        return TextConditioning.cat([self._text_cache[p] for p in prompts])
 
     def generate(self, lq: torch.Tensor, prompts: list[str], richness: torch.Tensor | None, seed: int,
                  unet=None) -> torch.Tensor:
         """``lq [B, 3, H, W]`` in [0, 1] -> restored ``[B, 3, H, W]`` in [-1, 1] (with gradients
         into the generator's trainable weights)."""
-        vae = self.components.vae
-        sf = vae.config.scaling_factor
+        vae, backbone = self.components.vae, self.backbone
         with torch.no_grad():
             dist = vae.encode(lq * 2 - 1).latent_dist
             if self.cfg.model.posterior == "mode":
@@ -225,9 +232,9 @@ class HypirTrainer(TrainLoop):
             else:
                 g = torch.Generator().manual_seed(seed)
                 z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(dist.mean)
-            z = z * sf
-        x0 = self.one_step(unet or self.net, z, self._text(prompts), richness)
-        return vae.decode(x0 / sf).sample
+            z = backbone.to_latent(z)
+        x0 = backbone(unet or self.net, z, self._text(prompts), richness)
+        return vae.decode(backbone.from_latent(x0)).sample
 
     # ---- one step -------------------------------------------------------------------------------
 
@@ -467,7 +474,8 @@ class HypirTrainer(TrainLoop):
         """Whether :meth:`export` also writes the official enhancer's ``.pth`` (``run.export_released``;
         null: when the texture embedding is off, i.e. the weights are exactly the released kind)."""
         r = self.cfg.run.export_released
-        return self.cfg.stage == "restore" and (not self.cfg.model.texture if r is None else r)
+        return (self.cfg.stage == "restore" and self.backbone_name == "sd2"
+                and (not self.cfg.model.texture if r is None else r))
 
     def export(self, path: str | Path | None = None) -> Path:
         """EMA weights (unless ``run.export_ema`` is false) for ``hypir restore``: stage 2, the
