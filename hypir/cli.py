@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-merge", action="store_true", help="keep the LoRA adapters instead of merging them")
     r.add_argument("--offload-text", action="store_true",
                    help="keep the text encoders on the CPU (large T5s of SD3/Flux on a small GPU)")
+    r.add_argument("--offload-vae", action="store_true",
+                   help="keep the VAE on the CPU except during its encode and decode passes")
     r.add_argument("--guidance", type=_positive(float), default=3.5,
                    help="Flux.1 [dev]'s guidance embedding value (default 3.5; other backbones ignore it)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -185,7 +187,8 @@ def restore_main(args) -> int:
     _quiet_libraries()
     restorer = Restorer.from_pretrained(args.base_model, args.weights, encoder=args.encoder, device=args.device,
                                         dtype=args.dtype, merge=False if args.no_merge else None, preset=args.preset,
-                                        offload_text=args.offload_text, guidance=args.guidance)
+                                        offload_text=args.offload_text, offload_vae=args.offload_vae,
+                                        guidance=args.guidance)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     max_memory = None if args.max_memory is None else args.max_memory * 2**30

@@ -126,3 +126,15 @@ def test_cli_restores_files_and_refuses_a_checkpoint_with_wrong_keys(model, tmp_
     assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "out2"), "--base-model", str(base), "--weights",
                  str(bad), "--quiet"]) == 2
     assert "lora_Z" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_offloaded_parts_live_on_the_cpu_and_give_the_same_picture_on_cuda(model):
+    _, base, weights = model
+    x = torch.rand(3, 48, 40, generator=torch.Generator().manual_seed(2)).cuda()
+    plain = Restorer.from_pretrained(base, weights, device="cuda", dtype="fp32")(x, upscale=2)
+    r = Restorer.from_pretrained(base, weights, device="cuda", dtype="fp32", offload_text=True, offload_vae=True)
+    out = r(x, upscale=2)
+    assert all(p.device.type == "cpu" for m in r.backbone.text_encoders + [r.components.vae] for p in m.parameters())
+    assert next(r.components.denoiser.parameters()).device.type == "cuda"
+    assert (out - plain).abs().max() < 1e-3

@@ -23,6 +23,19 @@ def test_sd21_config_lists_the_paper_defaults():
     assert (cfg.loss.gan_reduction, cfg.run.schedule) == ("sum", "released")
 
 
+@pytest.mark.parametrize("backbone,crop", [("sdxl", 512), ("sd3", 1024), ("flux", 1024)])
+def test_backbone_configs_list_the_papers_recipe(backbone, crop):
+    """Paper §5.3: rank 64, losses 1 / 5 / 0.5, AdamW 1e-5, EMA 0.999; SDXL at 512 px, SD3 and Flux at
+    1024; every other key as the SD2 config (one file each lists every key)."""
+    cfg, sd2 = load_config(CONFIGS / f"hypir-{backbone}.yaml"), load_config(CONFIGS / "hypir-sd21.yaml")
+    assert (cfg.model.backbone, cfg.model.lora_rank, cfg.data.crop) == (backbone, 64, crop)
+    assert (cfg.loss.mse, cfg.loss.lpips, cfg.loss.gan, cfg.optim.lr_g, cfg.optim.lr_d, cfg.run.ema) == (1.0, 5.0, 0.5, 1e-5, 1e-5, 0.999)
+    assert cfg.degradation.pool_size % cfg.data.batch_size == 0
+    assert (cfg.discriminator, cfg.loss) == (sd2.discriminator, sd2.loss)
+    keys = lambda path: {line.split(":")[0].strip() for line in path.read_text().splitlines() if ":" in line and not line.lstrip().startswith("#")}
+    assert keys(CONFIGS / "hypir-sd21.yaml") <= keys(CONFIGS / f"hypir-{backbone}.yaml")
+
+
 def test_tiny_config_loads():
     cfg = load_config(CONFIGS / "hypir-tiny.yaml")
     assert cfg.model.tiny is not None and cfg.discriminator.backbone == "conv" and cfg.run.steps == 20
