@@ -58,12 +58,15 @@ def step(model, kwargs) -> float:
 
 
 def train_trainers(backbone: str, out: str, size: int = 128, batch: int = 2, rank: int = 64) -> dict:
-    """"ours" and "peft" trainers of ``backbone`` at the benchmark's width (UNets 64, transformers
-    256 with 2 blocks of each kind)."""
+    """"ours" and "peft" trainers of ``backbone`` at the benchmark's widths: UNets 64 (VAE 32, as
+    ``hypir.bench.train``), transformers 256 with 2 blocks of each kind and a VAE 16 wide, so the
+    denoiser's share of the step stays near a real model's (Flux.1: 12 B transformer, 84 M VAE)."""
     from .train import build as build_trainer
 
-    width = 256 if backbone in BACKBONES else 64
-    return {v: build_trainer(v, f"{out}/{v}", width, rank, size, batch, backbone=backbone) for v in ("ours", "peft")}
+    transformer = backbone in BACKBONES
+    width, vae = (256, 16) if transformer else (64, 32)
+    return {v: build_trainer(v, f"{out}/{v}", width, rank, size, batch, backbone=backbone, vae_width=vae)
+            for v in ("ours", "peft")}
 
 
 def restorers(backbone: str, out: str, rank: int = 64, seed: int = 0) -> dict:

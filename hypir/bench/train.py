@@ -23,11 +23,12 @@ from ..train import HypirTrainer, TrainConfig
 
 
 def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 128, batch: int = 2,
-          mixed_precision: str = "no", backbone: str = "sd2", layers: int = 2) -> HypirTrainer:
+          mixed_precision: str = "no", backbone: str = "sd2", layers: int = 2,
+          vae_width: int | None = None) -> HypirTrainer:
     """``variant``: "ours", "released" (peft + BasicSR-style ops) or "peft" (peft's LoRA layers,
     our degradation ops: the LoRA kernels alone); ``mixed_precision``: "no" (fp32) or "bf16"
     (autocast; fp32 weights); ``backbone``: sd2, sdxl, sd3 or flux at reduced width (``width`` the
-    denoiser's; ``layers`` transformer blocks). accelerate keeps one mixed-precision setting per
+    denoiser's; ``layers`` transformer blocks; ``vae_width`` default ``width / 2``). accelerate keeps one mixed-precision setting per
     process, shared by every Accelerator: building a trainer sets it, so time a trainer before
     building one with another setting."""
     if variant not in ("ours", "released", "peft"):
@@ -36,7 +37,7 @@ def build(variant: str, out: str, width: int = 64, rank: int = 256, size: int = 
 
     AcceleratorState._reset_state(reset_partial_state=False)  # private, but the only way to change it
     cfg = parse(TrainConfig, {
-        "model": {"tiny": {"unet_width": width, "vae_width": max(width // 2, 8), "text_width": width, "sample_size": size // 8,
+        "model": {"tiny": {"unet_width": width, "vae_width": vae_width or max(width // 2, 8), "text_width": width, "sample_size": size // 8,
                            "heads": max(width // 64, 2) if backbone in ("sd3", "flux") else 2, "layers": layers},
                   "backbone": backbone, "lora_rank": rank, "lora_kernels": variant == "ours"},
         "data": {"generated": 4 * batch, "crop": size, "batch_size": batch},

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-SUPPORTED = ("sd2", "sdxl", "sd3", "flux")
 # model_index.json's pipeline class -> backbone
 PIPELINES = {
     "StableDiffusionPipeline": "sd2", "StableDiffusionImg2ImgPipeline": "sd2", "StableDiffusionUpscalePipeline": "sd2",
@@ -62,13 +61,6 @@ def detect_backbone(path: str | os.PathLike) -> str | None:
     if not isinstance(unet, dict):
         return None
     return "sdxl" if unet.get("addition_embed_type") == "text_time" else "sd2"
-
-
-def check_supported(path: str | os.PathLike, what: str = "base_model") -> None:
-    """Raise a ``ValueError`` naming ``what`` when ``path`` holds a backbone this version cannot run."""
-    found = detect_backbone(path)
-    if found is not None and found not in SUPPORTED:
-        raise ValueError(f"{what}: {str(path)!r} holds a {NAMES[found]} model, which HYPIR does not run")
 
 
 FLUX_GUIDANCE = 3.5  # diffusers' FluxPipeline default, for guidance-distilled Flux.1 [dev] models

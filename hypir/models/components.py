@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .backbones import NAMES, check_supported, detect_backbone
+from .backbones import NAMES, detect_backbone
 
 _CLIP, _CLIP_PROJ, _T5 = "CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel"
 _CLIP_TOK, _T5_TOK = "CLIPTokenizer", "T5TokenizerFast"
@@ -118,14 +118,13 @@ class Components:
 
 
 def check_model_dir(path: str | os.PathLike) -> Path:
-    """Raise ``FileNotFoundError`` naming what is missing from a diffusers directory of one of the
-    backbones (``ValueError`` for a directory of a backbone not supported)."""
+    """Raise ``FileNotFoundError`` naming what is missing from a diffusers directory of its backbone
+    (:func:`hypir.models.backbones.detect_backbone`; a directory that does not say is taken as SD2's)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"base_model: {str(path)!r} is not a directory (expected a local diffusers "
                                 f"SD2.1-base directory with {', '.join(s + '/' for s in SUBFOLDERS)}, or an SDXL, "
                                 f"SD3 or Flux.1 one)")
-    check_supported(path)
     backbone = detect_backbone(path) or "sd2"
     layout, optional = LAYOUTS[backbone], OPTIONAL.get(backbone, ())
     missing = []

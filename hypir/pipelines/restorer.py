@@ -107,7 +107,10 @@ class Restorer:
         if merge and _has_lora(denoiser):
             hypir_lora.merge_and_unload(denoiser)  # in the load precision, before any cast
             self.merged = True
-        self.offload_text, self.offload_vae = bool(offload_text), bool(offload_vae)
+        for name, value in (("offload_text", offload_text), ("offload_vae", offload_vae)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: expected True or False, got {value!r}")
+        self.offload_text, self.offload_vae = offload_text, offload_vae
         for m in [components.vae, denoiser] + ([] if offload_text else self.backbone.text_encoders):
             m.to(self.device, self.dtype).eval().requires_grad_(False)
         for m in self.backbone.text_encoders if offload_text else []:

@@ -17,7 +17,7 @@ def test_released_sizes_are_the_published_ones():
                                "flux": (11.85e9, 11.95e9)}.items():
         assert lo < n[backbone]["denoiser"] < hi, (backbone, n[backbone])
     assert 4.7e9 < n["flux"]["text"] - 123e6 < 4.8e9 and 83e6 < n["sd2"]["vae"] < 84e6
-    assert all(0 < v["lora"] < 0.05 * v["denoiser"] for v in n.values())
+    assert all(0.01 * v["denoiser"] < v["lora"] < 0.1 * v["denoiser"] for v in n.values())  # rank 64: 2-8 %
 
 
 @pytest.mark.parametrize("backbone", ["sdxl", "flux"])
