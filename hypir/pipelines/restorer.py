@@ -89,6 +89,9 @@ class Restorer:
                  model_t: int = 200, coeff_t: int = 200, merge: bool | None = None, attention: str = "default",
                  posterior: str | None = None, preset: str | Preset = "default", guidance: float = FLUX_GUIDANCE,
                  offload_text: bool = False, offload_vae: bool = False):
+        for name, value in (("offload_text", offload_text), ("offload_vae", offload_vae)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: expected True or False, got {value!r}")
         self.preset = get_preset(preset)
         merge = self.preset.merge if merge is None else merge
         posterior = self.preset.posterior if posterior is None else posterior
@@ -107,9 +110,6 @@ class Restorer:
         if merge and _has_lora(denoiser):
             hypir_lora.merge_and_unload(denoiser)  # in the load precision, before any cast
             self.merged = True
-        for name, value in (("offload_text", offload_text), ("offload_vae", offload_vae)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name}: expected True or False, got {value!r}")
         self.offload_text, self.offload_vae = offload_text, offload_vae
         for m in [components.vae, denoiser] + ([] if offload_text else self.backbone.text_encoders):
             m.to(self.device, self.dtype).eval().requires_grad_(False)
