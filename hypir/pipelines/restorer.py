@@ -36,6 +36,7 @@ from ..models.components import Components, build_components, load_components
 from ..models.sd2 import keep_channels_last, load_encoder
 from ..models.texture import has_texture_embedding, texture_richness
 from .colorfix import wavelet_color_fix
+from .images import from_tensor, to_tensor
 from .memory import MemoryModel, TilePlan, default_batch, default_budget, fit_memory_model, plan_auto, plan_fixed
 from .devices import resolve_device, resolve_dtype
 from .presets import RELEASED_TILE, Preset, get_preset
@@ -328,7 +329,7 @@ class Restorer:
         ``quantize``), else a float32 tensor of the input's rank in ``[0, 1]`` on the input's
         device. :attr:`last` describes the run.
         """
-        x, kind = _to_tensor(image)
+        x, kind = to_tensor(image)
         if tile is None:
             tile, stride = self.preset.tile, self.preset.stride if stride is None else stride
         if batch_tiles is None:
@@ -341,7 +342,7 @@ class Restorer:
             raise ValueError(f"seed: expected an int in [0, 2**63), got {seed!r}")
         out = self._restore(x.to(self.device, torch.float32), float(upscale), prompt, float(noise), texture, seed,
                             tile, stride, max_memory, batch_tiles, progress)
-        return _from_tensor(out, kind, image, self.preset.quantize)
+        return from_tensor(out, kind, image, self.preset.quantize)
 
     @torch.inference_mode()
     def _restore(self, x, upscale, prompt, noise, texture, seed, tile, stride, max_memory, batch_tiles, progress):
@@ -475,47 +476,3 @@ def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
         return x
     mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def _to_tensor(image) -> tuple[torch.Tensor, str]:
-    if isinstance(image, torch.Tensor):
-        if image.dim() == 3:
-            image, kind = image[None], "chw"
-        elif image.dim() == 4 and image.shape[0] == 1:
-            kind = "bchw"
-        else:
-            raise ValueError(f"image: expected a tensor [3, H, W] or [1, 3, H, W], got {tuple(image.shape)}")
-        if image.shape[1] != 3 or not image.is_floating_point():
-            raise ValueError(f"image: expected 3 float channels in [0, 1], got {tuple(image.shape)} {image.dtype}")
-        if image.shape[-2] == 0 or image.shape[-1] == 0:
-            raise ValueError(f"image: empty image {tuple(image.shape)}")
-        return image.float(), kind
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        import numpy as np
-
-        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous(), "pil"
-    raise ValueError(f"image: expected a PIL image or a float tensor, got {type(image).__name__}")
-
-
-def to_uint8(x: torch.Tensor, quantize: str = "round") -> torch.Tensor:
-    """``x`` in [0, 1] -> uint8 by ``"round"`` (nearest) or ``"floor"`` (the released HYPIR's
-    ``(x * 255).clamp(0, 255).to(torch.uint8)``)."""
-    if quantize not in ("round", "floor"):
-        raise ValueError(f"quantize: expected 'round' or 'floor', got {quantize!r}")
-    y = x * 255.0
-    return (y.round() if quantize == "round" else y).clamp(0, 255).to(torch.uint8)
-
-
-def _from_tensor(out: torch.Tensor, kind: str, image, quantize: str = "round"):
-    if kind == "pil":
-        from PIL import Image
-
-        arr = to_uint8(out[0].permute(1, 2, 0).cpu(), quantize).numpy()
-        return Image.fromarray(arr, "RGB")
-    out = out.to(image.device)
-    return out[0] if kind == "chw" else out

@@ -123,7 +123,7 @@ def test_each_released_step_matters(released, official, flip):
 
 def test_bad_preset_names_itself(model_dir):
     from hypir.pipelines.presets import get_preset
-    from hypir.pipelines.restorer import to_uint8
+    from hypir.pipelines.images import to_uint8
 
     with pytest.raises(ValueError, match="preset"):
         Restorer.from_pretrained(model_dir, None, device="cpu", preset="official")
