@@ -152,6 +152,13 @@ class Backbone:
         z = z / cfg.scaling_factor
         return z if shift is None else z + shift
 
+    def check_latent(self, z) -> None:
+        """``z``: a floating ``[B, latent_channels, h, w]`` tensor, B, h, w > 0 (flow models: h, w even)."""
+        c = self.latent_channels
+        if not isinstance(z, torch.Tensor) or z.dim() != 4 or z.shape[1] != c or not z.is_floating_point() or 0 in z.shape:
+            shape = f"{tuple(z.shape)} {z.dtype}" if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z: expected a floating [B, {c}, h, w] latent of the {NAMES[self.name]} VAE, got {shape}")
+
     def add_noise(self, z: torch.Tensor, eps: torch.Tensor, strength: float) -> torch.Tensor:
         """The restorer's generativity control: ``z + strength * eps`` before the one step."""
         return z + strength * eps
@@ -193,6 +200,7 @@ class SD2Backbone(Backbone):
         return None
 
     def __call__(self, denoiser, z, cond, texture=None):
+        self.check_latent(z)
         return self.one_step(denoiser, z, cond.text, texture, self._added(z, cond))
 
 
@@ -229,6 +237,11 @@ class FlowBackbone(Backbone):
             raise ValueError(f"model_t: expected an int in (0, 1000) (sigma = model_t / 1000), got {model_t!r}")
         super().__init__(components, model_t, coeff_t)
         self.flow = FlowOneStep(model_t / 1000, self.name)
+
+    def check_latent(self, z) -> None:
+        super().check_latent(z)
+        if z.shape[-2] % 2 or z.shape[-1] % 2:
+            raise ValueError(f"z: expected even latent sizes ({NAMES[self.name]}: 2x2 patches), got {tuple(z.shape)}")
 
     def add_noise(self, z, eps, strength):
         """``z_s = (1 - s) z + s * strength * eps`` after :meth:`__call__`'s ``(1 - s)`` scaling:
@@ -272,6 +285,7 @@ class SD3Backbone(FlowBackbone):
         return TextConditioning(torch.cat([clip, t5], dim=-2), torch.cat([pooled_1, pooled_2], dim=-1))
 
     def __call__(self, denoiser, z, cond, texture=None):
+        self.check_latent(z)
         n, flow = z.shape[0], self.flow
         z_s = flow.model_input(z)
         cond = cond.expand(n)
@@ -280,20 +294,34 @@ class SD3Backbone(FlowBackbone):
         return flow.x0(z_s, v)
 
 
+def _check_even(name: str, h, w) -> None:
+    for side in (h, w):
+        if isinstance(side, bool) or not isinstance(side, int) or side < 2 or side % 2:
+            raise ValueError(f"{name}: expected even latent sizes >= 2 (Flux packs 2x2 patches), got {h} x {w}")
+
+
 def pack_latents(z: torch.Tensor) -> torch.Tensor:
     """Flux's packing: ``[B, C, h, w]`` -> ``[B, (h/2)(w/2), 4C]`` (2x2 patches, as ``FluxPipeline._pack_latents``)."""
+    if not isinstance(z, torch.Tensor) or z.dim() != 4:
+        raise ValueError(f"z: expected a [B, C, h, w] tensor, got {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+    _check_even("z", z.shape[-2], z.shape[-1])
     b, c, h, w = z.shape
     return z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
 
 
 def unpack_latents(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Inverse of :func:`pack_latents` for an ``h x w`` latent."""
+    _check_even("h, w", h, w)
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] != (h // 2) * (w // 2) or x.shape[2] % 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected packed latents [B, {(h // 2) * (w // 2)}, 4C] for {h} x {w}, got {shape}")
     b, _, c4 = x.shape
     return x.reshape(b, h // 2, w // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h, w)
 
 
 def latent_ids(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Flux's RoPE ids of an ``h x w`` latent's packed tokens: ``[(h/2)(w/2), 3]`` = (0, row, column)."""
+    _check_even("h, w", h, w)
     ids = torch.zeros(h // 2, w // 2, 3, device=device, dtype=dtype)
     ids[..., 1] = torch.arange(h // 2, device=device, dtype=dtype)[:, None]
     ids[..., 2] = torch.arange(w // 2, device=device, dtype=dtype)[None, :]
@@ -329,6 +357,7 @@ class FluxBackbone(FlowBackbone):
         return TextConditioning(text, pooled.to(text))
 
     def __call__(self, denoiser, z, cond, texture=None):
+        self.check_latent(z)
         (n, _, h, w), flow = z.shape, self.flow
         z_s = flow.model_input(z)
         cond = cond.expand(n)
@@ -348,4 +377,6 @@ BACKBONES = {"sd2": SD2Backbone, "sdxl": SDXLBackbone, "sd3": SD3Backbone, "flux
 def make_backbone(components, model_t: int = 200, coeff_t: int = 200, **kwargs) -> Backbone:
     """The :class:`Backbone` of ``components`` (its :attr:`~hypir.models.components.Components.backbone`).
     ``kwargs``: Flux's ``guidance``."""
+    if not hasattr(components, "backbone") or not hasattr(components, "denoiser"):
+        raise ValueError(f"components: expected hypir.models.components.Components, got {type(components).__name__}")
     return BACKBONES[components.backbone](components, model_t, coeff_t, **kwargs)

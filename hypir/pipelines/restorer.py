@@ -351,8 +351,9 @@ class Restorer:
         H, W = lq.shape[-2:]
         work = self._native(lq)
         wh, ww = work.shape[-2:]
-        if preset.pad == "zeros":  # as released: zeros (0 in [-1, 1]) to a multiple of 8
-            padded = F.pad(work * 2 - 1, (0, -ww % 8, 0, -wh % 8))
+        if preset.pad == "zeros":  # as released: zeros (0 in [-1, 1]) to a multiple of 8 (SD3/Flux: 16, even latents)
+            m = 8 if c.transformer is None else c.vae_scale * c.unet_align
+            padded = F.pad(work * 2 - 1, (0, -ww % m, 0, -wh % m))
         else:  # reflect to whole UNet tiles: no artificial edge for the networks to restore
             align = c.vae_scale * c.unet_align
             padded = _pad(work * 2 - 1, -wh % align, -ww % align)

@@ -168,3 +168,24 @@ def test_bad_arguments_are_named(tiny):
         make_backbone(tiny["flux"], guidance=float("nan"))
     cat = TextConditioning.cat([TextConditioning(torch.zeros(1, 3, 2), torch.ones(1, 4))] * 2)
     assert cat.text.shape == (2, 3, 2) and cat.pooled.shape == (2, 4)
+
+
+def test_latents_of_the_wrong_form_are_named(tiny):
+    flux, sd3, sdxl = (make_backbone(tiny[b]) for b in ("flux", "sd3", "sdxl"))
+    cond = flux.encode_text("")
+    for bad in (torch.zeros(1, 4, 8, 8), torch.zeros(1, 16, 7, 8), torch.zeros(0, 16, 8, 8), torch.zeros(1, 16, 8),
+                torch.zeros(1, 16, 8, 8, dtype=torch.long)):
+        with pytest.raises(ValueError, match="^z: expected"):
+            flux(tiny["flux"].transformer, bad, cond)
+    with pytest.raises(ValueError, match="^z: expected"):
+        sd3(tiny["sd3"].transformer, torch.zeros(1, 4, 8, 8), sd3.encode_text(""))
+    with pytest.raises(ValueError, match=r"^z: expected a floating \[B, 4, h, w\]"):
+        sdxl(tiny["sdxl"].unet, torch.zeros(1, 16, 8, 8), sdxl.encode_text(""))
+    with pytest.raises(ValueError, match="^z: expected even"):
+        pack_latents(torch.zeros(1, 16, 5, 8))
+    with pytest.raises(ValueError, match="^x: expected packed latents"):
+        unpack_latents(torch.zeros(1, 15, 64), 8, 8)
+    with pytest.raises(ValueError, match="^h, w: expected even"):
+        latent_ids(0, 4)
+    with pytest.raises(ValueError, match="^components: expected"):
+        make_backbone(object())

@@ -138,3 +138,10 @@ def test_offloaded_parts_live_on_the_cpu_and_give_the_same_picture_on_cuda(model
     assert all(p.device.type == "cpu" for m in r.backbone.text_encoders + [r.components.vae] for p in m.parameters())
     assert next(r.components.denoiser.parameters()).device.type == "cuda"
     assert (out - plain).abs().max() < 1e-3
+
+
+def test_released_preset_pads_to_even_latents(model):
+    """The released preset pads to 8 px (SD2's); SD3/Flux need even latents, so 16 px there."""
+    _, base, weights = model
+    out = Restorer.from_pretrained(base, weights, device="cpu", preset="released")(_photo(31, 29), upscale=2)
+    assert out.size == (58, 62)
